@@ -1,0 +1,36 @@
+"""Several processes increment one counter sector with test-and-set."""
+import struct
+import subprocess
+
+from conftest import prog_path
+
+
+def run_counters(url, nproc, n, off=4096):
+    procs = [subprocess.Popen([prog_path("bdev_counter"), url, str(off), str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(nproc)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    return outs
+
+
+def read_counter(path, off=4096):
+    with open(path, "rb") as f:
+        f.seek(off)
+        return struct.unpack("<Q", f.read(8))[0]
+
+
+def test_two_processes_no_lost_update(tmp_path):
+    img = tmp_path / "shared.img"
+    img.write_bytes(b"\0" * (1 << 20))
+    run_counters(str(img), 2, 3000)
+    assert read_counter(img) == 6000
+
+
+def test_four_processes_no_lost_update(tmp_path):
+    img = tmp_path / "shared.img"
+    img.write_bytes(b"\0" * (1 << 20))
+    outs = run_counters(str(img), 4, 1500)
+    assert read_counter(img) == 6000
+    assert all("mode ofd-lock" in o for o, _ in outs)
