@@ -1,0 +1,254 @@
+/* vmfsd options: one table serves the command line and the config file, so
+ * everything the file can say can be said with flags (and vice versa). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmfsd.h"
+
+enum {
+	OPT_CONFIG = 256, OPT_STATE_DIR, OPT_SOCKET, OPT_PIDFILE, OPT_LOG_FILE,
+	OPT_LOG_LEVEL, OPT_HOST_UUID, OPT_VOLUME, OPT_DAEMONIZE, OPT_IO_TIMEOUT,
+	OPT_HELP = 'h', OPT_VERSION = 'V',
+};
+
+static const struct option longopts[] = {
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "host-uuid", required_argument, NULL, OPT_HOST_UUID },
+	{ "volume", required_argument, NULL, OPT_VOLUME },
+	{ "daemonize", no_argument, NULL, OPT_DAEMONIZE },
+	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: vmfsd [--config FILE] --state-dir DIR --volume IMG[,EXTENT...] [options]\n"
+"\n"
+"OpenVMFS host daemon: mounts VMFS volumes as one host of the cluster.\n"
+"\n"
+"  --config FILE        read options from FILE: one 'option = value' (or bare\n"
+"                       'option') per line, names as the long flags below,\n"
+"                       '#' comments; flags on the command line override it\n"
+"  --state-dir DIR      host-local state: config store (RocksDB), socket (required)\n"
+"  --volume SPEC        volume to mount: IMG[,EXTENT...] (path or iscsi:// nfs://\n"
+"                       URL of each extent); repeat for more volumes. Remembered in\n"
+"                       the state dir: a restart without --volume mounts the same\n"
+"  --socket PATH        management socket (default STATE_DIR/vmfsd.sock)\n"
+"  --host-uuid UUID     this host's identity (default: generated once, kept\n"
+"                       in the state dir)\n"
+"  --io-timeout SEC     cluster I/O timeout; heartbeat timings derive from it\n"
+"  --daemonize          detach after start-up (default: stay in the foreground)\n"
+"  --pidfile FILE       write the daemon's pid to FILE\n"
+"  --log-file FILE      log there instead of stderr\n"
+"  --log-level LEVEL    error, warn, info (default) or debug\n"
+"  -h, --help           this text\n"
+"  -V, --version        version\n");
+}
+
+static int set_str(char **dst, const char *v)
+{
+	char *c = strdup(v);
+
+	if (!c)
+		return -ENOMEM;
+	free(*dst);
+	*dst = c;
+	return 0;
+}
+
+/* Apply one option; @where names the source for error messages. */
+static int apply(struct vmfsd_config *cfg, int id, const char *name, const char *val,
+		 const char *where)
+{
+	char *end;
+
+	switch (id) {
+	case OPT_STATE_DIR: return set_str(&cfg->state_dir, val);
+	case OPT_SOCKET: return set_str(&cfg->socket_path, val);
+	case OPT_PIDFILE: return set_str(&cfg->pidfile, val);
+	case OPT_LOG_FILE: return set_str(&cfg->log_file, val);
+	case OPT_HOST_UUID: return set_str(&cfg->host_uuid, val);
+	case OPT_DAEMONIZE: cfg->daemonize = true; return 0;
+	case OPT_LOG_LEVEL:
+		if (vlog_parse_level(val, &cfg->log_level)) {
+			fprintf(stderr, "vmfsd: %s: bad log level '%s' (error, warn, info, debug)\n",
+				where, val);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_IO_TIMEOUT:
+		cfg->io_timeout = strtod(val, &end);
+		if (*end || !(cfg->io_timeout > 0 && cfg->io_timeout <= 600)) {
+			fprintf(stderr, "vmfsd: %s: bad --io-timeout '%s' (seconds, 0 < t <= 600)\n",
+				where, val);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_VOLUME:
+		if (!*val) {
+			fprintf(stderr, "vmfsd: %s: empty --volume\n", where);
+			return -EINVAL;
+		}
+		if (cfg->nvolumes >= VMFSD_MAX_VOLUMES) {
+			fprintf(stderr, "vmfsd: %s: too many volumes (max %d)\n", where,
+				VMFSD_MAX_VOLUMES);
+			return -EINVAL;
+		}
+		cfg->volumes[cfg->nvolumes] = strdup(val);
+		if (!cfg->volumes[cfg->nvolumes])
+			return -ENOMEM;
+		cfg->nvolumes++;
+		return 0;
+	}
+	fprintf(stderr, "vmfsd: %s: option '%s' not allowed here\n", where, name);
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = 0;
+	return s;
+}
+
+static int load_file(struct vmfsd_config *cfg, const char *path)
+{
+	char line[4096], where[4200];
+	FILE *f = fopen(path, "re");
+	int lineno = 0, r = 0;
+
+	if (!f) {
+		fprintf(stderr, "vmfsd: cannot read config %s: %s\n", path, strerror(errno));
+		return -EINVAL;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *name, *val = NULL;
+		const struct option *o;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		if (!strchr(line, '\n') && !feof(f)) {
+			fprintf(stderr, "vmfsd: %s: line too long\n", where);
+			r = -EINVAL;
+			break;
+		}
+		s = trim(line);
+		if (!*s || *s == '#')
+			continue;
+		eq = strchr(s, '=');
+		if (eq) {
+			*eq = 0;
+			val = trim(eq + 1);
+		}
+		name = trim(s);
+		for (o = longopts; o->name; o++)
+			if (!strcmp(o->name, name))
+				break;
+		if (!o->name || o->val == OPT_CONFIG || o->val == OPT_HELP || o->val == OPT_VERSION) {
+			fprintf(stderr, "vmfsd: %s: unknown option '%s'\n", where, name);
+			r = -EINVAL;
+			break;
+		}
+		if ((o->has_arg == required_argument) != (val != NULL)) {
+			fprintf(stderr, "vmfsd: %s: option '%s' %s\n", where, name,
+				val ? "takes no value" : "needs a value");
+			r = -EINVAL;
+			break;
+		}
+		r = apply(cfg, o->val, name, val ? val : "", where);
+		if (r)
+			break;
+	}
+	fclose(f);
+	return r;
+}
+
+int vmfsd_parse_args(int argc, char **argv, struct vmfsd_config *cfg, int *exit_now)
+{
+	const char *config = NULL;
+	int c, r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = VLOG_INFO;
+	*exit_now = 0;
+	/* First pass: --config and --help only; the file is applied before the
+	 * other flags so that flags override it. */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+		if (c == OPT_CONFIG)
+			config = optarg;
+		else if (c == OPT_HELP) {
+			usage(stdout);
+			*exit_now = 1;
+			return 0;
+		} else if (c == OPT_VERSION) {
+			printf("vmfsd (OpenVMFS) 0.1\n");
+			*exit_now = 1;
+			return 0;
+		}
+	}
+	if (config) {
+		r = load_file(cfg, config);
+		if (r)
+			return r;
+	}
+	/* Volumes on the command line replace those of the file. */
+	opterr = 1;
+	optind = 1;
+	bool cli_vol = false;
+	while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+		if (c == '?') {
+			fprintf(stderr, "Try 'vmfsd --help'.\n");
+			return -EINVAL;
+		}
+		if (c == OPT_CONFIG)
+			continue;
+		if (c == OPT_VOLUME && !cli_vol) {
+			for (int i = 0; i < cfg->nvolumes; i++)
+				free(cfg->volumes[i]);
+			cfg->nvolumes = 0;
+			cli_vol = true;
+		}
+		r = apply(cfg, c, "", optarg ? optarg : "", "command line");
+		if (r)
+			return r;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vmfsd: unexpected argument '%s'\nTry 'vmfsd --help'.\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!cfg->state_dir) {
+		fprintf(stderr, "vmfsd: --state-dir is required\nTry 'vmfsd --help'.\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void vmfsd_config_free(struct vmfsd_config *cfg)
+{
+	free(cfg->state_dir);
+	free(cfg->socket_path);
+	free(cfg->pidfile);
+	free(cfg->log_file);
+	free(cfg->host_uuid);
+	for (int i = 0; i < cfg->nvolumes; i++)
+		free(cfg->volumes[i]);
+	memset(cfg, 0, sizeof(*cfg));
+}

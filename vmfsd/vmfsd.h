@@ -1,0 +1,56 @@
+/* vmfsd internals shared by its files. */
+#ifndef VMFSD_H
+#define VMFSD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "store.h"
+
+#define VMFSD_MAX_VOLUMES 16
+
+struct vmfsd_config {
+	char *state_dir;
+	char *socket_path;       /* default STATE_DIR/vmfsd.sock */
+	char *pidfile;
+	char *log_file;
+	char *host_uuid;         /* override; default: persisted in the store */
+	char *volumes[VMFSD_MAX_VOLUMES];
+	int nvolumes;
+	bool daemonize;
+	enum vlog_level log_level;
+	double io_timeout;       /* seconds; 0 = default */
+};
+
+/** Parse argv (and the --config file it names).  Prints usage on --help
+ *  (*exit_now = 1, returns 0) and a clear message on errors (returns -EINVAL). */
+int vmfsd_parse_args(int argc, char **argv, struct vmfsd_config *cfg, int *exit_now);
+void vmfsd_config_free(struct vmfsd_config *cfg);
+
+struct vmfsd_volume {
+	char *spec;              /* IMG[,EXTENT...] as configured */
+	char state[96];          /* "mounted", "error: ..." */
+	uint64_t size;           /* bytes of the first extent */
+	const char *ats;         /* test-and-set mode of the first extent */
+	struct vmfs_bdev *bdev;  /* first extent */
+};
+
+struct vmfsd {
+	struct vmfsd_config cfg;
+	struct vstore *store;
+	char host_uuid[40];
+	struct vmfsd_volume vols[VMFSD_MAX_VOLUMES];
+	int nvols;
+	int listen_fd;
+	double started;          /* monotonic seconds */
+};
+
+/* Management socket. */
+int vmfsd_mgmt_listen(struct vmfsd *d);
+/** Serve one accepted connection (one request line, one reply). */
+void vmfsd_mgmt_serve(struct vmfsd *d, int fd);
+
+double vmfsd_now(void);
+
+#endif
