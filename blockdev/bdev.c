@@ -62,6 +62,8 @@ int vmfs_bdev_open_opts(const char *uri, const struct vmfs_bdev_open_opts *o,
 		return -EINVAL;
 	if (!o)
 		o = &def;
+	if (has_prefix(uri, "fault:"))
+		return vmfs_fault_open_url(uri + 6, o, out);
 	if (has_prefix(uri, "iscsi://"))
 		return vmfs_iscsi_open(uri, o, out);
 	if (has_prefix(uri, "nfs://"))
@@ -128,39 +130,47 @@ int vmfs_bdev_check_range(const struct vmfs_bdev *bd, uint64_t off, uint64_t len
 	return 0;
 }
 
-static int check_iov(const struct vmfs_bdev *bd, const struct iovec *iov, int iovcnt,
-		     uint64_t off)
+int vmfs_bdev_check_io(const struct vmfs_bdev *bd, const struct iovec *iov, int iovcnt,
+		       uint64_t off, bool write, size_t *lenp)
 {
 	size_t len;
+	int r;
 
 	if (iovcnt < 0 || (iovcnt > 0 && !iov) || iovcnt > IOV_MAX)
 		return -EINVAL;
 	len = vmfs_iov_len(iov, iovcnt);
 	if (len == SIZE_MAX)
 		return -EINVAL;
-	return vmfs_bdev_check_range(bd, off, len);
+	r = vmfs_bdev_check_range(bd, off, len);
+	if (r)
+		return r;
+	if (write && bd->info.rdonly)
+		return -EROFS;
+	if (lenp)
+		*lenp = len;
+	return 0;
 }
 
 int vmfs_bdev_readv(struct vmfs_bdev *bd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-	int r = check_iov(bd, iov, iovcnt, off);
+	size_t len = 0;
+	int r = vmfs_bdev_check_io(bd, iov, iovcnt, off, false, &len);
 
 	if (r)
 		return r;
-	if (vmfs_iov_len(iov, iovcnt) == 0)
+	if (len == 0)
 		return 0;
 	return bd->ops->readv(bd->priv, iov, iovcnt, off);
 }
 
 int vmfs_bdev_writev(struct vmfs_bdev *bd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-	int r = check_iov(bd, iov, iovcnt, off);
+	size_t len = 0;
+	int r = vmfs_bdev_check_io(bd, iov, iovcnt, off, true, &len);
 
 	if (r)
 		return r;
-	if (bd->info.rdonly)
-		return -EROFS;
-	if (vmfs_iov_len(iov, iovcnt) == 0)
+	if (len == 0)
 		return 0;
 	return bd->ops->writev(bd->priv, iov, iovcnt, off);
 }

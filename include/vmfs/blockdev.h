@@ -9,6 +9,10 @@
  *   file:///path                       same
  *   iscsi://[user%password@]host[:port]/target-iqn/lun    libiscsi
  *   nfs://server/export/path           a file on an NFS server, libnfs
+ *   fault:PATH-OR-URL[?k=v&...]        the fault-injection wrapper over that
+ *                                      device (tests; keys: fail_nth, fail_err,
+ *                                      stall_ms, cut_after, seed, tear — see
+ *                                      docs/blockdev.md)
  *
  * Offsets and lengths are bytes and must be multiples of the logical sector
  * size (vmfs_bdev_info.lbs); anything else, and anything that crosses the end
@@ -122,8 +126,17 @@ typedef void (*vmfs_bdev_cb)(void *arg, int result);
 
 struct vmfs_bdev_queue;
 
-/** Create a submission queue of @depth slots on @bd (libaio for files and
- *  block devices, libiscsi async for iSCSI, emulated elsewhere). */
+/** Create a submission queue of @depth slots (1..4096) on @bd (libaio for
+ *  files and block devices, libiscsi async for iSCSI, emulated elsewhere:
+ *  stacked devices run each request synchronously through their ops at kick
+ *  time and complete it on the next poll).
+ *  vmfs_bdev_queue_destroy() first waits for every accepted request to
+ *  complete (running its callback).  Callbacks run only from
+ *  vmfs_bdev_queue_poll() (and destroy), never from submit or kick, and may
+ *  submit new requests.  A FLUSH covers writes that completed before it was
+ *  submitted, not those still in flight beside it.  Argument checks are the
+ *  sync path's: a bad request is refused by vmfs_bdev_submit() (-EINVAL,
+ *  -EROFS) and nothing is queued; @cb may be NULL. */
 int vmfs_bdev_queue_create(struct vmfs_bdev *bd, unsigned depth, struct vmfs_bdev_queue **out);
 void vmfs_bdev_queue_destroy(struct vmfs_bdev_queue *q);
 
@@ -142,7 +155,8 @@ int vmfs_bdev_queue_poll(struct vmfs_bdev_queue *q, unsigned min, int timeout_ms
 /** Requests submitted and not yet completed. */
 unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q);
 /** A file descriptor that becomes readable when completions are pending
- *  (eventfd), for event loops; -1 if the backend has none. */
+ *  (eventfd), for event loops; -1 if the backend has none (iSCSI: the
+ *  transport must be driven by vmfs_bdev_queue_poll()). */
 int vmfs_bdev_queue_fd(const struct vmfs_bdev_queue *q);
 
 /* ---- Stacking: devices implemented above this layer ------------------- */
