@@ -1,6 +1,7 @@
-/* bdev_counter URL OFFSET N: increment the little-endian u64 counter in the
- * 512-byte sector at OFFSET N times with test-and-set (retrying on
- * miscompare).  Used by the multi-process ATS tests. */
+/* bdev_counter URL OFFSET N [fallback]: increment the little-endian u64
+ * counter in the 512-byte sector at OFFSET N times with test-and-set
+ * (retrying on miscompare).  "fallback" forces the iSCSI reservation path.
+ * Used by the multi-process ATS tests. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,18 +12,20 @@
 
 int main(int argc, char **argv)
 {
+	struct vmfs_bdev_open_opts o = { 0 };
 	struct vmfs_bdev *bd;
 	uint8_t cur[512], next[512];
 	uint64_t off, n, retries = 0;
 	int r;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s URL OFFSET COUNT\n", argv[0]);
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "fallback"))) {
+		fprintf(stderr, "usage: %s URL OFFSET COUNT [fallback]\n", argv[0]);
 		return 2;
 	}
 	off = strtoull(argv[2], NULL, 0);
 	n = strtoull(argv[3], NULL, 0);
-	r = vmfs_bdev_open(argv[1], 0, &bd);
+	o.force_ats_fallback = argc == 5;
+	r = vmfs_bdev_open_opts(argv[1], &o, &bd);
 	if (r) {
 		fprintf(stderr, "bdev_counter: open %s: %s\n", argv[1], strerror(-r));
 		return 1;

@@ -22,3 +22,92 @@ def prog_path(name):
     if not p.exists():
         pytest.fail(f"{p} not built")
     return str(p)
+
+
+# ---- a private tgt iSCSI target (blockdev tests; usable by any layer) --------
+import shutil
+import socket
+import subprocess
+import time
+
+
+def free_tcp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TgtTarget:
+    """tgtd -f on 127.0.0.1:<free port> with its own control port; one target,
+    LUN 1 over a sparse file, thin-provisioned (UNMAP punches holes).
+    tgtd ignores SIGTERM: stop() deletes the target, asks the daemon to exit
+    (`tgtadm --op delete --mode system`) and kill -9s it if still alive."""
+
+    IQN = "iqn.2024-01.org.openvmfs.test:lun"
+
+    def __init__(self, workdir, size=64 << 20):
+        for tool in ("tgtd", "tgtadm"):
+            if not shutil.which(tool):
+                pytest.fail(f"{tool} not installed (scripts/install-deps.sh installs tgt)")
+        self.dir = pathlib.Path(workdir)
+        self.backing = self.dir / "lun1.img"
+        with open(self.backing, "wb") as f:
+            f.truncate(size)
+        self.port = free_tcp_port()
+        self.cport = 20000 + os.getpid() % 20000
+        while os.path.exists(f"/var/run/tgtd/socket.{self.cport}"):
+            self.cport += 1
+        self.log = open(self.dir / "tgtd.log", "w")
+        self.proc = subprocess.Popen(
+            ["tgtd", "-f", "-C", str(self.cport), "--iscsi", f"portal=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 10
+            while self.adm("--mode", "sys", "--op", "show", check=False).returncode:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError("tgtd did not start: " +
+                                         (self.dir / "tgtd.log").read_text()[-2000:])
+                time.sleep(0.05)
+            self.adm("--mode", "target", "--op", "new", "--tid", "1", "--targetname", self.IQN)
+            self.adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1",
+                     "--backing-store", str(self.backing))
+            self.adm("--mode", "logicalunit", "--op", "update", "--tid", "1", "--lun", "1",
+                     "--params", "thin_provisioning=1")
+            self.adm("--mode", "target", "--op", "bind", "--tid", "1",
+                     "--initiator-address", "127.0.0.1")
+        except BaseException:
+            self.stop()
+            raise
+        self.url = f"iscsi://127.0.0.1:{self.port}/{self.IQN}/1"
+
+    def adm(self, *args, check=True):
+        r = subprocess.run(["tgtadm", "-C", str(self.cport), "--lld", "iscsi", *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=20)
+        if check and r.returncode:
+            raise AssertionError(f"tgtadm {' '.join(args)}: {r.stdout}")
+        return r
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.adm("--mode", "target", "--op", "delete", "--tid", "1", "--force", check=False)
+            subprocess.run(["tgtadm", "-C", str(self.cport), "--op", "delete", "--mode", "system"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20)
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+        for suffix in ("", ".lock"):  # tgtd leaves its control socket behind
+            try:
+                os.unlink(f"/var/run/tgtd/socket.{self.cport}{suffix}")
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def tgt_target(tmp_path):
+    t = TgtTarget(tmp_path)
+    yield t
+    t.stop()

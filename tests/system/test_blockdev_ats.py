@@ -34,3 +34,22 @@ def test_four_processes_no_lost_update(tmp_path):
     outs = run_counters(str(img), 4, 1500)
     assert read_counter(img) == 6000
     assert all("mode ofd-lock" in o for o, _ in outs)
+
+
+def test_file_roundtrip(tmp_path):
+    img = tmp_path / "rt.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    p = subprocess.run([prog_path("bdev_rt"), str(img)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "kind=file" in p.stdout and "ats=ofd-lock" in p.stdout
+    assert "discard_nonzero_bytes=0" in p.stdout
+
+
+def test_fault_url_counter(tmp_path):
+    """The fault wrapper as a URL passes ATS through to the OFD lock: still exact."""
+    img = tmp_path / "shared.img"
+    img.write_bytes(b"\0" * (1 << 20))
+    run_counters("fault:" + str(img), 2, 1000)
+    assert read_counter(img) == 2000
