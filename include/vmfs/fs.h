@@ -253,12 +253,12 @@ int vmfs_map(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t max_len,
 	     struct vmfs_extent *ext);
 
 /* A file handle: an FD address plus the fs (no state is cached). */
-struct vmfs_file {
+struct vmfs_fh {
 	struct vmfs_fs *fs;
 	uint32_t addr;
 };
-int vmfs_file_open(struct vmfs_fs *fs, const char *path, struct vmfs_file *f);
-int vmfs_file_open_addr(struct vmfs_fs *fs, uint32_t addr, struct vmfs_file *f);
+int vmfs_fh_open(struct vmfs_fs *fs, const char *path, struct vmfs_fh *f);
+int vmfs_fh_open_addr(struct vmfs_fs *fs, uint32_t addr, struct vmfs_fh *f);
 
 /* ---- low-level read API (vmfsck, tools) ---------------------------------------- */
 int vmfs_res_get_info(struct vmfs_fs *fs, int kind, struct vmfs_res_info *ri);

@@ -1,0 +1,224 @@
+/*
+ * Metadata transactions.  One fs operation = one transaction: it stages the
+ * whole 512-byte sectors it changes (FD bytes 0x200..0x7FF, cluster header
+ * bytes 0x200..0x3FF, directory content, pointer blocks), reads through its
+ * own staged sectors, and at commit hands them (sorted) to the commit hook
+ * (the journal logs and flushes them) before writing them in place.  This is
+ * the only path by which fs metadata reaches the disk.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_internal.h"
+
+void txn_init(struct vmfs_txn *t, struct vmfs_fs *fs)
+{
+	memset(t, 0, sizeof(*t));
+	t->fs = fs;
+}
+
+static struct vmfs_txn_sector *find_sec(struct vmfs_txn *t, uint64_t off)
+{
+	/* newest first: recently staged sectors are the likely hits */
+	for (size_t i = t->nsecs; i-- > 0;)
+		if (t->secs[i].off == off)
+			return &t->secs[i];
+	return NULL;
+}
+
+int txn_read(struct vmfs_txn *t, uint64_t off, void *buf, size_t len)
+{
+	int r;
+
+	if (off % 512 || len % 512)
+		return -EINVAL;
+	r = vmfs_bdev_read(t->fs->bd, buf, len, off);
+	if (r)
+		return r;
+	for (size_t i = 0; i < t->nsecs; i++) {
+		uint64_t so = t->secs[i].off;
+		if (so >= off && so < off + len)
+			memcpy((uint8_t *)buf + (so - off), t->secs[i].data, 512);
+	}
+	return 0;
+}
+
+static int stage(struct vmfs_txn *t, uint64_t off, const uint8_t *data)
+{
+	struct vmfs_txn_sector *s = find_sec(t, off);
+
+	if (!s) {
+		if (t->nsecs == t->capsecs) {
+			size_t nc = t->capsecs ? t->capsecs * 2 : 16;
+			struct vmfs_txn_sector *ns = realloc(t->secs, nc * sizeof(*ns));
+			if (!ns)
+				return -ENOMEM;
+			t->secs = ns;
+			t->capsecs = nc;
+		}
+		s = &t->secs[t->nsecs++];
+		s->off = off;
+	}
+	memcpy(s->data, data, 512);
+	return 0;
+}
+
+int txn_write(struct vmfs_txn *t, uint64_t off, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint8_t sec[512];
+	int r;
+
+	if (t->fs->flags & VMFS_FS_RDONLY)
+		return -EROFS;
+	while (len) {
+		uint64_t so = off & ~511ull;
+		size_t in = (size_t)(off - so);
+		size_t n = 512 - in < len ? 512 - in : len;
+		if (in || n < 512) {
+			struct vmfs_txn_sector *s = find_sec(t, so);
+			if (s) {
+				memcpy(sec, s->data, 512);
+			} else {
+				r = vmfs_bdev_read(t->fs->bd, sec, 512, so);
+				if (r)
+					return r;
+			}
+			memcpy(sec + in, p, n);
+			r = stage(t, so, sec);
+		} else {
+			r = stage(t, so, p);
+		}
+		if (r)
+			return r;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int txn_lock(struct vmfs_txn *t, uint64_t lv_off, int mode)
+{
+	struct vmfs_fs *fs = t->fs;
+	int r;
+
+	if (!fs->have_hooks || !fs->hooks.lock)
+		return 0;
+	for (size_t i = 0; i < t->nlocks; i++)
+		if (t->locks[i] == lv_off)
+			return 0;
+	if (t->nlocks == t->caplocks) {
+		size_t nc = t->caplocks ? t->caplocks * 2 : 8;
+		uint64_t *nl = realloc(t->locks, nc * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		t->locks = nl;
+		t->caplocks = nc;
+	}
+	r = fs->hooks.lock(fs->hooks.ctx, lv_off, mode);
+	if (r)
+		return r;
+	t->locks[t->nlocks++] = lv_off;
+	return 0;
+}
+
+static void release(struct vmfs_txn *t)
+{
+	struct vmfs_fs *fs = t->fs;
+
+	if (fs->have_hooks && fs->hooks.unlock)
+		for (size_t i = t->nlocks; i-- > 0;)
+			fs->hooks.unlock(fs->hooks.ctx, t->locks[i]);
+	for (size_t i = 0; i < t->ninodes; i++)
+		free(t->inodes[i]);
+	free(t->inodes);
+	free(t->locks);
+	free(t->secs);
+	t->inodes = NULL;
+	t->locks = NULL;
+	t->secs = NULL;
+	t->ninodes = t->nlocks = t->nsecs = 0;
+}
+
+static int cmp_sec(const void *a, const void *b)
+{
+	const struct vmfs_txn_sector *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int txn_commit(struct vmfs_txn *t)
+{
+	struct vmfs_fs *fs = t->fs;
+	uint8_t *run = NULL;
+	int r = 0;
+
+	for (size_t i = 0; i < t->ninodes; i++) {
+		struct vmfs_inode *ino = t->inodes[i];
+		if (!ino->dirty)
+			continue;
+		od_fd_encode(&ino->fd, ino->raw);
+		if (ino->fresh_lock) {
+			/* formatting a never-used FD slot: its lock record too */
+			od_lock_fresh(ino->raw, OD_MAGIC_FD, ino->lv_off);
+			r = txn_write(t, ino->lv_off, ino->raw, OD_FD_SIZE);
+		} else {
+			r = txn_write(t, ino->lv_off + OD_FD_META_OFF, ino->raw + OD_FD_META_OFF,
+				      OD_FD_SIZE - OD_FD_META_OFF);
+		}
+		if (r)
+			goto out;
+	}
+	if (!t->nsecs)
+		goto out;
+	qsort(t->secs, t->nsecs, sizeof(t->secs[0]), cmp_sec);
+	if (fs->have_hooks && fs->hooks.commit) {
+		r = fs->hooks.commit(fs->hooks.ctx, t->secs, t->nsecs);
+		if (r) {
+			fs_err(fs, "transaction commit hook failed: %d", r);
+			goto out;
+		}
+	}
+	/* write in place, coalescing adjacent sectors */
+	run = malloc(64 * 512);
+	if (!run) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < t->nsecs;) {
+		size_t j = i, n = 0;
+		while (j < t->nsecs && n < 64 && t->secs[j].off == t->secs[i].off + n * 512) {
+			memcpy(run + n * 512, t->secs[j].data, 512);
+			n++;
+			j++;
+		}
+		r = vmfs_bdev_write(fs->bd, run, n * 512, t->secs[i].off);
+		if (r) {
+			fs_err(fs, "metadata write at LV 0x%llx failed: %d",
+			       (unsigned long long)t->secs[i].off, r);
+			goto out;
+		}
+		i = j;
+	}
+	if (fs->have_hooks && fs->hooks.committed)
+		fs->hooks.committed(fs->hooks.ctx);
+out:
+	free(run);
+	release(t);
+	return r;
+}
+
+void txn_abort(struct vmfs_txn *t)
+{
+	release(t);
+}
+
+int txn_finish(struct vmfs_txn *t, int r)
+{
+	if (r) {
+		txn_abort(t);
+		return r;
+	}
+	return txn_commit(t);
+}
