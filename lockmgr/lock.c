@@ -29,7 +29,7 @@ void vmfs_lock_init(struct vmfs_lock *l, struct vmfs_hb *hb, struct vmfs_bdev *b
 	l->bd = bd;
 	l->off = off;
 	l->magic = magic;
-	l->mode = VMFS_LOCK_FREE;
+	l->mode = VMFS_LM_FREE;
 }
 
 static int read_rec(struct vmfs_lock *l, uint8_t raw[512], struct vmfs_lock_rec *r)
@@ -55,7 +55,7 @@ int vmfs_lock_read(struct vmfs_bdev *bd, uint64_t off, uint32_t magic, struct vm
 	return rc;
 }
 
-static void fill_conflict(struct vmfs_lock_conflict *c, enum vmfs_lock_mode mode, uint64_t pos,
+static void fill_conflict(struct vmfs_lock_conflict *c, enum vmfs_lm_mode mode, uint64_t pos,
 			  uint64_t gen, const uint8_t uuid[16])
 {
 	if (!c)
@@ -82,14 +82,14 @@ static int conflict_err(enum owner_state st)
 	return st == OWNER_DEAD ? -EOWNERDEAD : -EBUSY;
 }
 
-static bool shared_mode(enum vmfs_lock_mode m)
+static bool shared_mode(enum vmfs_lm_mode m)
 {
-	return m == VMFS_LOCK_RO || m == VMFS_LOCK_MW;
+	return m == VMFS_LM_RO || m == VMFS_LM_MW;
 }
 
 static void set_excl(struct vmfs_lock_rec *r, uint64_t pos, uint64_t gen, const uint8_t uuid[16])
 {
-	r->mode = VMFS_LOCK_EXCL;
+	r->mode = VMFS_LM_EXCL;
 	r->hb_pos = pos;
 	r->hb_seq = gen;
 	memcpy(r->uuid, uuid, 16);
@@ -99,7 +99,7 @@ static void set_excl(struct vmfs_lock_rec *r, uint64_t pos, uint64_t gen, const 
 
 static void set_free(struct vmfs_lock_rec *r)
 {
-	r->mode = VMFS_LOCK_FREE;
+	r->mode = VMFS_LM_FREE;
 	r->hb_pos = 0;
 	r->hb_seq = 0;
 	memset(r->uuid, 0, 16);
@@ -129,7 +129,7 @@ static int find_holder(const struct vmfs_lock_rec *r, uint64_t pos, uint64_t gen
  * \return 0 (r rewritten, *noop when nothing to write), or -EBUSY/-EOWNERDEAD/
  * -EUSERS with @c filled.
  */
-static int plan(struct vmfs_lock *l, struct vmfs_lock_rec *r, enum vmfs_lock_mode mode,
+static int plan(struct vmfs_lock *l, struct vmfs_lock_rec *r, enum vmfs_lm_mode mode,
 		uint64_t my_pos, uint64_t my_gen, const uint8_t my_uuid[16], bool *noop,
 		struct vmfs_lock_conflict *c)
 {
@@ -137,21 +137,21 @@ static int plan(struct vmfs_lock *l, struct vmfs_lock_rec *r, enum vmfs_lock_mod
 	int rc;
 
 	*noop = false;
-	if (r->mode == VMFS_LOCK_EXCL) {
+	if (r->mode == VMFS_LM_EXCL) {
 		rc = judge(l, r->hb_pos, r->hb_seq, my_pos, my_gen, &st);
 		if (rc)
 			return rc;
-		if (st == OWNER_SELF && mode == VMFS_LOCK_EXCL) {
+		if (st == OWNER_SELF && mode == VMFS_LM_EXCL) {
 			*noop = true;
 			return 0;
 		}
 		if (st != OWNER_SELF && st != OWNER_STALE) {
-			fill_conflict(c, VMFS_LOCK_EXCL, r->hb_pos, r->hb_seq, r->uuid);
+			fill_conflict(c, VMFS_LM_EXCL, r->hb_pos, r->hb_seq, r->uuid);
 			return conflict_err(st);
 		}
 		/* ours (mode change) or stale: the record is free for us */
 		set_free(r);
-	} else if (shared_mode((enum vmfs_lock_mode)r->mode)) {
+	} else if (shared_mode((enum vmfs_lm_mode)r->mode)) {
 		bool same = r->mode == (uint32_t)mode;
 
 		/* Prune stale holders; a different mode needs every other holder gone. */
@@ -166,7 +166,7 @@ static int plan(struct vmfs_lock *l, struct vmfs_lock_rec *r, enum vmfs_lock_mod
 				continue;
 			}
 			if (!same && st != OWNER_SELF) {
-				fill_conflict(c, (enum vmfs_lock_mode)r->mode, h->hb_pos, h->hb_gen, h->uuid);
+				fill_conflict(c, (enum vmfs_lm_mode)r->mode, h->hb_pos, h->hb_gen, h->uuid);
 				return conflict_err(st);
 			}
 			i++;
@@ -192,7 +192,7 @@ static int plan(struct vmfs_lock *l, struct vmfs_lock_rec *r, enum vmfs_lock_mod
 		set_free(r);
 	}
 	/* Free (or made free above): take it. */
-	if (mode == VMFS_LOCK_EXCL) {
+	if (mode == VMFS_LM_EXCL) {
 		set_excl(r, my_pos, my_gen, my_uuid);
 	} else {
 		set_free(r);
@@ -206,7 +206,7 @@ static int plan(struct vmfs_lock *l, struct vmfs_lock_rec *r, enum vmfs_lock_mod
 	return 0;
 }
 
-static int acquire_common(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct vmfs_lock_conflict *c,
+static int acquire_common(struct vmfs_lock *l, enum vmfs_lm_mode mode, struct vmfs_lock_conflict *c,
 			  bool change)
 {
 	uint8_t *raw = NULL, *nb = NULL;
@@ -214,12 +214,12 @@ static int acquire_common(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct 
 	uint8_t my_uuid[16];
 	int rc;
 
-	if (!l || !l->hb || !l->bd || (mode != VMFS_LOCK_EXCL && !shared_mode(mode)))
+	if (!l || !l->hb || !l->bd || (mode != VMFS_LM_EXCL && !shared_mode(mode)))
 		return -EINVAL;
 	rc = vmfs_hb_self(l->hb, &my_pos, &my_gen, my_uuid, &epoch);
 	if (rc)
 		return rc;
-	if (change && (l->mode == VMFS_LOCK_FREE || l->epoch != epoch))
+	if (change && (l->mode == VMFS_LM_FREE || l->epoch != epoch))
 		return -ENOLCK;
 	if (posix_memalign((void **)&raw, 4096, 512) || posix_memalign((void **)&nb, 4096, 512)) {
 		rc = -ENOMEM;
@@ -234,25 +234,25 @@ static int acquire_common(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct 
 			goto out;
 		if (change) {
 			/* We must still be on the record as we left it. */
-			bool held = l->mode == VMFS_LOCK_EXCL
-				? (r.mode == VMFS_LOCK_EXCL && r.hb_pos == my_pos && r.hb_seq == my_gen)
+			bool held = l->mode == VMFS_LM_EXCL
+				? (r.mode == VMFS_LM_EXCL && r.hb_pos == my_pos && r.hb_seq == my_gen)
 				: (r.mode == (uint32_t)l->mode && find_holder(&r, my_pos, my_gen) >= 0);
 
 			if (!held) {
-				l->mode = VMFS_LOCK_FREE;
+				l->mode = VMFS_LM_FREE;
 				rc = -ENOLCK;
 				goto out;
 			}
-			if (l->mode == VMFS_LOCK_EXCL && shared_mode(mode))
+			if (l->mode == VMFS_LM_EXCL && shared_mode(mode))
 				set_free(&r);   /* downgrade: nobody else can be on it */
 			else if (shared_mode(l->mode) && shared_mode(mode) && mode != l->mode)
 				drop_holder(&r, (unsigned)find_holder(&r, my_pos, my_gen));
-			else if (shared_mode(l->mode) && mode == VMFS_LOCK_EXCL) {
+			else if (shared_mode(l->mode) && mode == VMFS_LM_EXCL) {
 				drop_holder(&r, (unsigned)find_holder(&r, my_pos, my_gen));
 				if (r.num_holders == 0)
 					set_free(&r);
 			}
-			if (r.mode != VMFS_LOCK_FREE && r.num_holders == 0 && shared_mode((enum vmfs_lock_mode)r.mode))
+			if (r.mode != VMFS_LM_FREE && r.num_holders == 0 && shared_mode((enum vmfs_lm_mode)r.mode))
 				set_free(&r);
 		}
 		memcpy(nb, raw, 512);
@@ -291,16 +291,16 @@ out:
 	return rc;
 }
 
-int vmfs_lock_acquire(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct vmfs_lock_conflict *c)
+int vmfs_lock_acquire(struct vmfs_lock *l, enum vmfs_lm_mode mode, struct vmfs_lock_conflict *c)
 {
-	if (l && l->mode != VMFS_LOCK_FREE && l->hb && l->epoch != vmfs_hb_epoch(l->hb))
-		l->mode = VMFS_LOCK_FREE;     /* that hold died with our old heartbeat */
-	if (l && l->mode != VMFS_LOCK_FREE && l->mode != mode)
+	if (l && l->mode != VMFS_LM_FREE && l->hb && l->epoch != vmfs_hb_epoch(l->hb))
+		l->mode = VMFS_LM_FREE;     /* that hold died with our old heartbeat */
+	if (l && l->mode != VMFS_LM_FREE && l->mode != mode)
 		return vmfs_lock_change_mode(l, mode, c);
 	return acquire_common(l, mode, c, false);
 }
 
-int vmfs_lock_change_mode(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct vmfs_lock_conflict *c)
+int vmfs_lock_change_mode(struct vmfs_lock *l, enum vmfs_lm_mode mode, struct vmfs_lock_conflict *c)
 {
 	if (l && l->mode == mode)
 		return 0;
@@ -320,7 +320,7 @@ static void sleep_us(uint64_t us)
 		;
 }
 
-int vmfs_lock_acquire_wait(struct vmfs_lock *l, enum vmfs_lock_mode mode, uint64_t timeout_us,
+int vmfs_lock_acquire_wait(struct vmfs_lock *l, enum vmfs_lm_mode mode, uint64_t timeout_us,
 			   vmfs_hb_replay_fn replay, void *arg, struct vmfs_lock_conflict *c)
 {
 	struct vmfs_lock_conflict cc;
@@ -360,10 +360,10 @@ int vmfs_lock_release(struct vmfs_lock *l)
 
 	if (!l || !l->hb)
 		return -EINVAL;
-	if (l->mode == VMFS_LOCK_FREE)
+	if (l->mode == VMFS_LM_FREE)
 		return -ENOLCK;
 	if (l->epoch != vmfs_hb_epoch(l->hb)) {
-		l->mode = VMFS_LOCK_FREE;
+		l->mode = VMFS_LM_FREE;
 		return -ENOLCK;
 	}
 	if (posix_memalign((void **)&raw, 4096, 512) || posix_memalign((void **)&nb, 4096, 512)) {
@@ -378,8 +378,8 @@ int vmfs_lock_release(struct vmfs_lock *l)
 		rc = vmfs_lock_rec_decode(raw, l->off, l->magic, &r);
 		if (rc)
 			goto out;
-		if (l->mode == VMFS_LOCK_EXCL) {
-			if (r.mode != VMFS_LOCK_EXCL || r.hb_pos != l->my_pos || r.hb_seq != l->my_gen) {
+		if (l->mode == VMFS_LM_EXCL) {
+			if (r.mode != VMFS_LM_EXCL || r.hb_pos != l->my_pos || r.hb_seq != l->my_gen) {
 				rc = -ENOLCK;
 				goto out;
 			}
@@ -408,7 +408,7 @@ int vmfs_lock_release(struct vmfs_lock *l)
 	rc = -EBUSY;
 out:
 	if (rc == 0 || rc == -ENOLCK)
-		l->mode = VMFS_LOCK_FREE;
+		l->mode = VMFS_LM_FREE;
 	free(raw);
 	free(nb);
 	return rc;
@@ -422,15 +422,15 @@ int vmfs_lock_verify(struct vmfs_lock *l)
 
 	if (!l || !l->hb)
 		return -EINVAL;
-	if (l->mode == VMFS_LOCK_FREE || l->epoch != vmfs_hb_epoch(l->hb))
+	if (l->mode == VMFS_LM_FREE || l->epoch != vmfs_hb_epoch(l->hb))
 		return -ENOLCK;
 	if (posix_memalign((void **)&raw, 4096, 512))
 		return -ENOMEM;
 	rc = read_rec(l, raw, &r);
 	if (rc)
 		goto out;
-	if (l->mode == VMFS_LOCK_EXCL)
-		rc = (r.mode == VMFS_LOCK_EXCL && r.hb_pos == l->my_pos && r.hb_seq == l->my_gen &&
+	if (l->mode == VMFS_LM_EXCL)
+		rc = (r.mode == VMFS_LM_EXCL && r.hb_pos == l->my_pos && r.hb_seq == l->my_gen &&
 		      r.token == l->token) ? 0 : -ENOLCK;
 	else
 		rc = (r.mode == (uint32_t)l->mode && find_holder(&r, l->my_pos, l->my_gen) >= 0) ? 0 : -ENOLCK;
@@ -448,7 +448,7 @@ int vmfs_lock_handoff(struct vmfs_lock *l, unsigned slot)
 
 	if (!l || !l->hb || slot >= VMFS_HB_NSLOTS)
 		return -EINVAL;
-	if (l->mode != VMFS_LOCK_EXCL || l->epoch != vmfs_hb_epoch(l->hb))
+	if (l->mode != VMFS_LM_EXCL || l->epoch != vmfs_hb_epoch(l->hb))
 		return -ENOLCK;
 	if (!vmfs_hb_io_allowed(l->hb))
 		return -EIO;
@@ -473,7 +473,7 @@ int vmfs_lock_handoff(struct vmfs_lock *l, unsigned slot)
 	if (rc == -ESTALE)
 		rc = -ENOLCK;    /* our hold was broken meanwhile */
 	if (rc == 0 || rc == -ENOLCK)
-		l->mode = VMFS_LOCK_FREE;
+		l->mode = VMFS_LM_FREE;
 out:
 	free(raw);
 	free(nb);
@@ -497,15 +497,15 @@ int vmfs_lock_accept(struct vmfs_lock *l)
 	rc = read_rec(l, raw, &r);
 	if (rc)
 		goto out;
-	if (r.mode != VMFS_LOCK_EXCL || r.hb_pos != my_pos || r.hb_seq != my_gen) {
+	if (r.mode != VMFS_LM_EXCL || r.hb_pos != my_pos || r.hb_seq != my_gen) {
 		rc = -ENOLCK;
 		goto out;
 	}
-	if (l->mode == VMFS_LOCK_FREE || l->epoch != epoch)
+	if (l->mode == VMFS_LM_FREE || l->epoch != epoch)
 		l->prev_token = l->token;
 	memcpy(l->last, raw, 512);
 	l->token = r.token;
-	l->mode = VMFS_LOCK_EXCL;
+	l->mode = VMFS_LM_EXCL;
 	l->epoch = epoch;
 	l->my_pos = my_pos;
 	l->my_gen = my_gen;

@@ -182,13 +182,13 @@ int vmfs_lock_rec_decode(const uint8_t in[512], uint64_t expect_pos, uint32_t ex
 	r->gbl_num_holders = get_le32(in + LK_GBL_NHOLD);
 	r->gbl_gen = get_le64(in + LK_GBL_GEN);
 	r->gbl_brk = get_le32(in + LK_GBL_BRK);
-	if (r->mode > VMFS_LOCK_MW)
+	if (r->mode > VMFS_LM_MW)
 		return -EUCLEAN;
 	if (r->num_holders > VMFS_LOCK_MAX_HOLDERS)
 		return -EUCLEAN;
-	if (r->mode == VMFS_LOCK_EXCL && vmfs_hb_slot_of(r->hb_pos) < 0)
+	if (r->mode == VMFS_LM_EXCL && vmfs_hb_slot_of(r->hb_pos) < 0)
 		return -EUCLEAN;
-	if (r->mode == VMFS_LOCK_RO || r->mode == VMFS_LOCK_MW) {
+	if (r->mode == VMFS_LM_RO || r->mode == VMFS_LM_MW) {
 		if (r->num_holders == 0)
 			return -EUCLEAN;
 		for (unsigned i = 0; i < r->num_holders; i++)
@@ -213,13 +213,13 @@ void vmfs_uuid_str(const uint8_t u[16], char out[36])
 		 u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
-const char *vmfs_lock_mode_name(enum vmfs_lock_mode m)
+const char *vmfs_lock_mode_name(enum vmfs_lm_mode m)
 {
 	switch (m) {
-	case VMFS_LOCK_FREE: return "free";
-	case VMFS_LOCK_EXCL: return "exclusive";
-	case VMFS_LOCK_RO: return "read-only";
-	case VMFS_LOCK_MW: return "multi-writer";
+	case VMFS_LM_FREE: return "free";
+	case VMFS_LM_EXCL: return "exclusive";
+	case VMFS_LM_RO: return "read-only";
+	case VMFS_LM_MW: return "multi-writer";
 	}
 	return "?";
 }

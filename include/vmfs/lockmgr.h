@@ -104,11 +104,11 @@ struct vmfs_hb_slot {
 };
 
 /* Lock modes (FORMAT.md §9.1 `hb_lock`/mode). */
-enum vmfs_lock_mode {
-	VMFS_LOCK_FREE = 0,
-	VMFS_LOCK_EXCL = 1,
-	VMFS_LOCK_RO = 2,          /* read-only, shared by several hosts */
-	VMFS_LOCK_MW = 3,          /* multi-writer, shared by several hosts */
+enum vmfs_lm_mode {
+	VMFS_LM_FREE = 0,
+	VMFS_LM_EXCL = 1,
+	VMFS_LM_RO = 2,          /* read-only, shared by several hosts */
+	VMFS_LM_MW = 3,          /* multi-writer, shared by several hosts */
 };
 
 struct vmfs_lock_holder {
@@ -124,7 +124,7 @@ struct vmfs_lock_rec {
 	uint64_t hb_pos;           /* owner's heartbeat slot (exclusive mode) */
 	uint64_t hb_seq;           /* owner's heartbeat generation */
 	uint64_t token;            /* obj_seq: +1 on every acquisition */
-	uint32_t mode;             /* enum vmfs_lock_mode */
+	uint32_t mode;             /* enum vmfs_lm_mode */
 	uint8_t  uuid[16];         /* owner (exclusive mode), else zero */
 	uint64_t mtime;            /* kept as found */
 	uint32_t num_holders;      /* shared modes */
@@ -264,7 +264,7 @@ void vmfs_uuid_str(const uint8_t uuid[16], char out[36]);
 
 /* Who is in the way (filled on -EBUSY / -EOWNERDEAD / -EAGAIN). */
 struct vmfs_lock_conflict {
-	enum vmfs_lock_mode mode;  /* mode of the record */
+	enum vmfs_lm_mode mode;  /* mode of the record */
 	int slot;                  /* holder's heartbeat slot */
 	uint64_t hb_gen;
 	uint8_t uuid[16];          /* holder's host UUID */
@@ -277,7 +277,7 @@ struct vmfs_lock {
 	struct vmfs_bdev *bd;
 	uint64_t off;              /* LV offset of the record */
 	uint32_t magic;            /* expected object magic, 0 = any lock magic */
-	enum vmfs_lock_mode mode;  /* mode we hold, FREE when not held */
+	enum vmfs_lm_mode mode;  /* mode we hold, FREE when not held */
 	uint64_t token;            /* token of our current / last hold */
 	uint64_t prev_token;       /* token of the hold before that (0 = none) */
 	uint64_t epoch;            /* heartbeat epoch the hold belongs to */
@@ -294,12 +294,12 @@ void vmfs_lock_init(struct vmfs_lock *l, struct vmfs_hb *hb, struct vmfs_bdev *b
  *  -EBUSY (live holder, @c filled), -EOWNERDEAD (dead holder: reclaim
  *  c->slot then retry), -EAGAIN (holder silent, not yet for hb_timeout),
  *  -EUSERS, -ESHUTDOWN, -EIO, -EUCLEAN.  @c may be NULL. */
-int vmfs_lock_acquire(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct vmfs_lock_conflict *c);
+int vmfs_lock_acquire(struct vmfs_lock *l, enum vmfs_lm_mode mode, struct vmfs_lock_conflict *c);
 
 /** Retry vmfs_lock_acquire() every lock_retry until @timeout_us passes
  *  (-ETIMEDOUT, @c names the last holder).  If @replay is given, dead holders
  *  are reclaimed with it on the way; otherwise -EOWNERDEAD is returned. */
-int vmfs_lock_acquire_wait(struct vmfs_lock *l, enum vmfs_lock_mode mode, uint64_t timeout_us,
+int vmfs_lock_acquire_wait(struct vmfs_lock *l, enum vmfs_lm_mode mode, uint64_t timeout_us,
 			   vmfs_hb_replay_fn replay, void *arg, struct vmfs_lock_conflict *c);
 
 /** Release our hold.  -ENOLCK if the lock was broken meanwhile (the caller
@@ -308,7 +308,7 @@ int vmfs_lock_release(struct vmfs_lock *l);
 
 /** Change the mode of a held lock (RO → EXCL upgrade when we are the only
  *  live holder, EXCL → RO/MW downgrade).  -EBUSY/-EOWNERDEAD as acquire. */
-int vmfs_lock_change_mode(struct vmfs_lock *l, enum vmfs_lock_mode mode, struct vmfs_lock_conflict *c);
+int vmfs_lock_change_mode(struct vmfs_lock *l, enum vmfs_lm_mode mode, struct vmfs_lock_conflict *c);
 
 /** Is our hold still on disk as we wrote it?  Re-reads the record: 0 when it
  *  is, -ENOLCK when not. */
@@ -329,7 +329,7 @@ int vmfs_lock_accept(struct vmfs_lock *l);
 /** Read and decode the record at @off (for `vmfsctl locks`, tests). */
 int vmfs_lock_read(struct vmfs_bdev *bd, uint64_t off, uint32_t magic, struct vmfs_lock_rec *r);
 
-const char *vmfs_lock_mode_name(enum vmfs_lock_mode m);
+const char *vmfs_lock_mode_name(enum vmfs_lm_mode m);
 
 #ifdef __cplusplus
 }

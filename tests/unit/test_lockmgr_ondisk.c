@@ -109,7 +109,7 @@ static void test_lock_layout(void **st)
 	assert_int_equal(le64(b + 4), 236560384);
 	assert_int_equal(le64(b + 0x1C), 1);
 	assert_int_equal(vmfs_lock_rec_decode(b, 236560384, 0, &d), 0);
-	assert_int_equal(d.mode, VMFS_LOCK_FREE);
+	assert_int_equal(d.mode, VMFS_LM_FREE);
 	assert_int_equal(d.token, 1);
 
 	memset(b, 0xEE, sizeof(b));   /* bytes beyond the fields are kept */
@@ -119,7 +119,7 @@ static void test_lock_layout(void **st)
 	r.hb_pos = 0x3E7000;
 	r.hb_seq = 6155;
 	r.token = 44;
-	r.mode = VMFS_LOCK_EXCL;
+	r.mode = VMFS_LM_EXCL;
 	r.uuid[0] = 0xAB;
 	r.mtime = 23668;
 	vmfs_lock_rec_encode(&r, b);
@@ -137,7 +137,7 @@ static void test_lock_layout(void **st)
 	assert_int_equal(vmfs_lock_rec_decode(b, 0x1000800, 0, &d), -EUCLEAN);
 
 	/* shared: holders at 0x44, 32 bytes each */
-	r.mode = VMFS_LOCK_RO;
+	r.mode = VMFS_LM_RO;
 	r.num_holders = 2;
 	r.holders[1].hb_pos = 0x300200;
 	r.holders[1].hb_gen = 3;

@@ -185,32 +185,32 @@ static void test_lock_uncontended(void **st)
 	vmfs_hb_uuid(a.hb, u);
 	vmfs_lock_init(&l, a.hb, a.top, LOCK_OFF, VMFS_MAGIC_FD);
 	assert_int_equal(vmfs_lock_release(&l), -ENOLCK);
-	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LM_EXCL, NULL), 0);
 	assert_true(vmfs_lock_token_moved(&l));     /* first hold */
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, VMFS_MAGIC_FD, &r), 0);
-	assert_int_equal(r.mode, VMFS_LOCK_EXCL);
+	assert_int_equal(r.mode, VMFS_LM_EXCL);
 	assert_int_equal(r.hb_pos, vmfs_hb_slot_off(0));
 	assert_int_equal(r.hb_seq, vmfs_hb_gen(a.hb));
 	assert_memory_equal(r.uuid, u, 16);
 	assert_int_equal(r.token, l.token);
-	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LOCK_EXCL, NULL), 0);  /* already held */
+	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LM_EXCL, NULL), 0);  /* already held */
 	assert_int_equal(vmfs_lock_verify(&l), 0);
 	assert_int_equal(vmfs_lock_release(&l), 0);
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, VMFS_MAGIC_FD, &r), 0);
-	assert_int_equal(r.mode, VMFS_LOCK_FREE);
+	assert_int_equal(r.mode, VMFS_LM_FREE);
 	assert_true(uuid_is_null_check(r.uuid));
 	assert_int_equal(r.token, l.token);         /* release keeps the token */
 	for (int i = 0; i < 100; i++) {
 		uint64_t t = l.token;
 
-		assert_int_equal(vmfs_lock_acquire(&l, VMFS_LOCK_EXCL, NULL), 0);
+		assert_int_equal(vmfs_lock_acquire(&l, VMFS_LM_EXCL, NULL), 0);
 		assert_int_equal(l.token, t + 1);
 		assert_false(vmfs_lock_token_moved(&l));  /* nobody else took it */
 		assert_int_equal(vmfs_lock_release(&l), 0);
 	}
 	/* a record that is not a lock is refused */
 	vmfs_lock_init(&l, a.hb, a.top, LOCK_OFF + 512, 0);
-	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LOCK_EXCL, NULL), -EUCLEAN);
+	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LM_EXCL, NULL), -EUCLEAN);
 	host_close(&a);
 }
 
@@ -227,60 +227,60 @@ static void test_lock_contended(void **st)
 	vmfs_hb_uuid(a.hb, ua);
 	vmfs_lock_init(&la, a.hb, a.top, LOCK_OFF, VMFS_MAGIC_FD);
 	vmfs_lock_init(&lb, b.hb, b.top, LOCK_OFF, VMFS_MAGIC_FD);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, NULL), 0);
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_EXCL, &c), -EBUSY);
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_EXCL, &c), -EBUSY);
 	assert_memory_equal(c.uuid, ua, 16);
 	assert_int_equal(c.slot, vmfs_hb_slot(a.hb));
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_RO, &c), -EBUSY);
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_RO, &c), -EBUSY);
 	/* waiting helper: times out while A holds it */
-	assert_int_equal(vmfs_lock_acquire_wait(&lb, VMFS_LOCK_EXCL, 30000, NULL, NULL, &c), -ETIMEDOUT);
+	assert_int_equal(vmfs_lock_acquire_wait(&lb, VMFS_LM_EXCL, 30000, NULL, NULL, &c), -ETIMEDOUT);
 	assert_int_equal(vmfs_lock_release(&la), 0);
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_EXCL, &c), 0);
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_EXCL, &c), 0);
 	assert_int_equal(vmfs_lock_release(&lb), 0);
 	/* A re-takes it: the token moved (B held it in between) → re-read */
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, NULL), 0);
 	assert_true(vmfs_lock_token_moved(&la));
 	assert_int_equal(vmfs_lock_release(&la), 0);
 
 	/* shared read-only: both hold; upgrade refused while the other holds */
 	struct vmfs_lock_rec r;
 
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_RO, NULL), 0);
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_RO, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_RO, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_RO, NULL), 0);
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, 0, &r), 0);
-	assert_int_equal(r.mode, VMFS_LOCK_RO);
+	assert_int_equal(r.mode, VMFS_LM_RO);
 	assert_int_equal(r.num_holders, 2);
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_RO, NULL), 0);  /* counted once per host */
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_RO, NULL), 0);  /* counted once per host */
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, 0, &r), 0);
 	assert_int_equal(r.num_holders, 2);
-	assert_int_equal(vmfs_lock_change_mode(&lb, VMFS_LOCK_EXCL, &c), -EBUSY);
+	assert_int_equal(vmfs_lock_change_mode(&lb, VMFS_LM_EXCL, &c), -EBUSY);
 	assert_memory_equal(c.uuid, ua, 16);
 	assert_int_equal(vmfs_lock_verify(&lb), 0);                     /* still RO */
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_MW, &c), -EBUSY); /* other shared mode */
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_MW, &c), -EBUSY); /* other shared mode */
 	assert_int_equal(vmfs_lock_verify(&la), 0);
 	assert_int_equal(vmfs_lock_release(&la), 0);
-	assert_int_equal(vmfs_lock_change_mode(&lb, VMFS_LOCK_EXCL, &c), 0);  /* upgrade */
+	assert_int_equal(vmfs_lock_change_mode(&lb, VMFS_LM_EXCL, &c), 0);  /* upgrade */
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, 0, &r), 0);
-	assert_int_equal(r.mode, VMFS_LOCK_EXCL);
+	assert_int_equal(r.mode, VMFS_LM_EXCL);
 	assert_int_equal(r.num_holders, 0);
-	assert_int_equal(vmfs_lock_change_mode(&lb, VMFS_LOCK_MW, &c), 0);   /* downgrade */
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_MW, &c), 0);
+	assert_int_equal(vmfs_lock_change_mode(&lb, VMFS_LM_MW, &c), 0);   /* downgrade */
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_MW, &c), 0);
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, 0, &r), 0);
-	assert_int_equal(r.mode, VMFS_LOCK_MW);
+	assert_int_equal(r.mode, VMFS_LM_MW);
 	assert_int_equal(r.num_holders, 2);
 	assert_int_equal(vmfs_lock_release(&lb), 0);
 	assert_int_equal(vmfs_lock_release(&la), 0);
 	assert_int_equal(vmfs_lock_read(a.top, LOCK_OFF, 0, &r), 0);
-	assert_int_equal(r.mode, VMFS_LOCK_FREE);
+	assert_int_equal(r.mode, VMFS_LM_FREE);
 
 	/* stale: the holder leaves without releasing; its generation is gone */
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, NULL), 0);
 	assert_int_equal(vmfs_hb_leave(a.hb), 0);
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_EXCL, &c), 0);
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_EXCL, &c), 0);
 	assert_int_equal(vmfs_lock_release(&la), -ENOLCK);
 	assert_int_equal(vmfs_hb_join(a.hb), 0);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, &c), -EBUSY);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, &c), -EBUSY);
 	assert_int_equal(vmfs_lock_release(&lb), 0);
 	host_close(&a);
 	host_close(&b);
@@ -300,7 +300,7 @@ static void test_handoff(void **st)
 	vmfs_hb_uuid(b.hb, ub);
 	vmfs_lock_init(&la, a.hb, a.top, LOCK_OFF, VMFS_MAGIC_FD);
 	vmfs_lock_init(&lb, b.hb, b.top, LOCK_OFF, VMFS_MAGIC_FD);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, NULL), 0);
 	assert_int_equal(vmfs_lock_accept(&lb), -ENOLCK);
 	uint64_t t0 = vmfs_now_us();
 	assert_int_equal(vmfs_lock_handoff(&la, (unsigned)vmfs_hb_slot(b.hb)), 0);
@@ -310,7 +310,7 @@ static void test_handoff(void **st)
 	assert_memory_equal(r.uuid, ub, 16);
 	assert_int_equal(r.token, lb.token);
 	assert_int_equal(vmfs_lock_release(&la), -ENOLCK);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, &c), -EBUSY);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, &c), -EBUSY);
 	assert_int_equal(vmfs_lock_verify(&lb), 0);
 	/* hand-off to a slot with nobody in it is refused */
 	assert_int_equal(vmfs_lock_handoff(&lb, 100), -EHOSTDOWN);
@@ -358,14 +358,14 @@ static void test_stall_fence_reclaim(void **st)
 	gen_a = vmfs_hb_gen(a.hb);
 	vmfs_lock_init(&la, a.hb, a.top, LOCK_OFF, VMFS_MAGIC_FD);
 	vmfs_lock_init(&lb, b.hb, b.top, LOCK_OFF, VMFS_MAGIC_FD);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, NULL), 0);
 	msleep(100);
 	stall_at = vmfs_now_us();
 	vmfs_fault_stall(a.top, 1500);
 	/* B polls: busy while A may still be alive, then owner-dead. */
 	for (;;) {
 		memset(&c, 0, sizeof(c));
-		r = vmfs_lock_acquire(&lb, VMFS_LOCK_EXCL, &c);
+		r = vmfs_lock_acquire(&lb, VMFS_LM_EXCL, &c);
 		if (r == -EOWNERDEAD)
 			break;
 		assert_int_equal(r, -EBUSY);
@@ -387,7 +387,7 @@ static void test_stall_fence_reclaim(void **st)
 	read_slot((unsigned)a_slot, &s);
 	assert_int_equal(s.magic, VMFS_HB_MAGIC_FREE);
 	assert_int_equal(s.seq, gen_a + 1);
-	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LOCK_EXCL, &c), 0);
+	assert_int_equal(vmfs_lock_acquire(&lb, VMFS_LM_EXCL, &c), 0);
 	took_at = vmfs_now_us();
 	assert_true(__atomic_load_n(&a.fenced_at, __ATOMIC_SEQ_CST) < took_at);
 	/* A writes while stalled: the write reaches the guard after the stall and
@@ -406,7 +406,7 @@ static void test_stall_fence_reclaim(void **st)
 	assert_true(vmfs_hb_io_allowed(a.hb));
 	assert_true(vmfs_hb_gen(a.hb) > gen_a);
 	assert_int_equal(vmfs_lock_release(&la), -ENOLCK);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, &c), -EBUSY);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, &c), -EBUSY);
 	assert_int_equal(vmfs_lock_release(&lb), 0);
 	host_close(&a);
 	host_close(&b);
@@ -422,7 +422,7 @@ static void test_fence_unfence(void **st)
 	(void)st;
 	host_join(&a, true);
 	vmfs_lock_init(&la, a.hb, a.top, LOCK_OFF, VMFS_MAGIC_FD);
-	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LOCK_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_acquire(&la, VMFS_LM_EXCL, NULL), 0);
 	vmfs_fault_stall(a.top, 100);
 	msleep(200);
 	vmfs_fault_stall(a.top, 0);
