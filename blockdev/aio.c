@@ -2,8 +2,10 @@
  *
  * Three engines behind one queue object:
  *  - libaio on bd->fd (files and block devices): requests are batched into
- *    one io_submit() per kick; completions raise an eventfd (io_set_eventfd)
- *    and are reaped with io_getevents();
+ *    one io_submit() per kick; completions are reaped from the shared
+ *    completion ring without a system call when there are any, else with
+ *    a blocking io_getevents(); once vmfs_bdev_queue_fd() has been called,
+ *    each request also raises the eventfd (io_set_eventfd);
  *  - a backend's native async path (bd->async: iSCSI through libiscsi's task
  *    API), driven from poll();
  *  - emulation for stacked devices without either (fault wrapper, LV): the
@@ -48,6 +50,7 @@ struct vmfs_bdev_queue {
 	struct vmfs_req *done_head, *done_tail;
 	unsigned ndone;
 	int efd;
+	bool efd_armed;                /* Q_AIO: vmfs_bdev_queue_fd() was asked for */
 	/* Q_AIO */
 	io_context_t ctx;
 	struct iocb *iocbs;            /* parallel to reqs */
@@ -266,7 +269,8 @@ static int kick_aio(struct vmfs_bdev_queue *q)
 			else
 				io_prep_fdsync(cb, q->bd->fd);
 			cb->data = r;
-			io_set_eventfd(cb, q->efd);
+			if (q->efd_armed)
+				io_set_eventfd(cb, q->efd);
 			q->iocbp[n++] = cb;
 		}
 		if (n == 0) {
@@ -323,46 +327,85 @@ int vmfs_bdev_queue_kick(struct vmfs_bdev_queue *q)
 	return -EINVAL;
 }
 
+static void aio_event(struct vmfs_bdev_queue *q, const struct io_event *ev)
+{
+	struct vmfs_req *r = ev->data;
+	long res = (long)ev->res;
+	int result;
+
+	q->nsent--;
+	if (res < 0) {
+		if (r->op == VMFS_BDEV_OP_FLUSH && res == -EINVAL)
+			result = run_sync(q->bd, r);
+		else
+			result = (int)res;
+	} else if (r->op != VMFS_BDEV_OP_FLUSH && (size_t)res != r->len) {
+		result = -EIO; /* short transfer inside the device */
+	} else {
+		result = 0;
+	}
+	complete(q, r, result, false);
+}
+
+/* The completion ring the kernel shares with us at the io_context_t address
+ * (stable ABI, what fio's userspace_reap reads): reaping from it costs no
+ * system call.  Only this queue's thread moves head. */
+struct aio_ring_abi {
+	unsigned id, nr, head, tail;
+	unsigned magic, compat_features, incompat_features, header_length;
+	struct io_event io_events[];
+};
+#define AIO_RING_MAGIC_ABI 0xa10a10a1u
+
+static int reap_ring(struct vmfs_bdev_queue *q)
+{
+	struct aio_ring_abi *ring = (struct aio_ring_abi *)q->ctx;
+	unsigned head, tail;
+	int n = 0;
+
+	if (ring->magic != AIO_RING_MAGIC_ABI || ring->incompat_features)
+		return -1;
+	head = ring->head;
+	tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+	while (head != tail) {
+		struct io_event ev = ring->io_events[head];
+
+		head = (head + 1) % ring->nr;
+		aio_event(q, &ev);
+		n++;
+	}
+	__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+	return n;
+}
+
 static void reap_aio(struct vmfs_bdev_queue *q, unsigned want, int ms)
 {
 	struct timespec ts, *tsp = NULL;
 	uint64_t cnt;
-	int n;
+	int n, got;
 
 	if (q->nsent == 0)
 		return;
 	if (want > q->nsent)
 		want = q->nsent;
+	/* Clear the eventfd before reaping (only once an event loop asked for
+	 * it): a completion that lands after this read raises it again. */
+	if (q->efd_armed && read(q->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		return;
+	got = reap_ring(q);
+	if (got >= 0 && ((unsigned)got >= want || ms == 0))
+		return;
+	if (got < 0)
+		got = 0;
 	if (ms >= 0) {
 		ts.tv_sec = ms / 1000;
 		ts.tv_nsec = (long)(ms % 1000) * 1000000L;
 		tsp = &ts;
 	}
-	if (ms == 0)
-		want = 0;
-	/* Clear the eventfd before reaping: a completion that lands after
-	 * this read raises it again, so an event loop never misses one. */
-	if (read(q->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		return;
-	n = io_getevents(q->ctx, (long)want, (long)q->depth, q->events, tsp);
-	for (int i = 0; i < n; i++) {
-		struct vmfs_req *r = q->events[i].data;
-		long res = (long)q->events[i].res;
-		int result;
-
-		q->nsent--;
-		if (res < 0) {
-			if (r->op == VMFS_BDEV_OP_FLUSH && res == -EINVAL)
-				result = run_sync(q->bd, r);
-			else
-				result = (int)res;
-		} else if (r->op != VMFS_BDEV_OP_FLUSH && (size_t)res != r->len) {
-			result = -EIO; /* short transfer inside the device */
-		} else {
-			result = 0;
-		}
-		complete(q, r, result, false);
-	}
+	n = io_getevents(q->ctx, ms == 0 ? 0 : (long)(want - (unsigned)got), (long)q->depth,
+			 q->events, tsp);
+	for (int i = 0; i < n; i++)
+		aio_event(q, &q->events[i]);
 }
 
 static int run_done(struct vmfs_bdev_queue *q)
@@ -443,7 +486,14 @@ unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q)
 
 int vmfs_bdev_queue_fd(const struct vmfs_bdev_queue *q)
 {
-	return q ? q->efd : -1;
+	if (!q)
+		return -1;
+	/* libaio queues raise the eventfd only once someone asked for it: a
+	 * queue driven by poll alone saves the signal and its read.  The
+	 * queue object is ours (heap), so arming it through a const pointer is
+	 * well defined. */
+	((struct vmfs_bdev_queue *)q)->efd_armed = true;
+	return q->efd;
 }
 
 void vmfs_bdev_queue_destroy(struct vmfs_bdev_queue *q)
