@@ -10,6 +10,7 @@
  *     unlink PATH | rmdir PATH | rename OLD NEW | truncate PATH SIZE
  *     fallocate PATH OFF LEN [tbz|zero] | chmod PATH OCTAL | chown PATH UID GID
  *     pattern PATH OFF LEN SEED   (write a deterministic pattern)
+ *     read PATH OFF LEN           (dump a byte range)
  * Exit status: 0 ok, 1 operation failed (message on stderr), 2 usage.
  */
 #include <errno.h>
@@ -228,6 +229,25 @@ static int cmd(int argc, char **argv)
 		return e ? fail(argv[1], e) : 0;
 	}
 	NEED(4);
+	if (!strcmp(c, "read")) {
+		uint64_t off = num(argv[2]), len = num(argv[3]);
+		static char buf[1 << 20];
+		e = vmfs_resolve(fs, argv[1], &addr);
+		if (e)
+			return fail(argv[1], e);
+		while (len) {
+			size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+			int64_t r = vmfs_pread(fs, addr, buf, n, off);
+			if (r < 0)
+				return fail(argv[1], (int)r);
+			if (r == 0)
+				break;
+			fwrite(buf, 1, (size_t)r, stdout);
+			off += (uint64_t)r;
+			len -= (uint64_t)r;
+		}
+		return 0;
+	}
 	if (!strcmp(c, "chown")) {
 		e = vmfs_resolve(fs, argv[1], &addr);
 		if (!e)
