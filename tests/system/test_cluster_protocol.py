@@ -1,0 +1,173 @@
+"""Cluster protocol with real processes: several cluster_host "hosts" on one
+sparse image file (heartbeat region at 0x300000), io_timeout 0.25 s
+(hb_interval 0.375 s, hb_timeout 2 s, fence at 1.75 s)."""
+import re
+import signal
+import struct
+import subprocess
+import time
+
+from conftest import prog_path
+
+HB_OFF = 0x300000
+LOCK_OFF = 0x1000000
+JTARGET_OFF = 0x1000400
+HB_TIMEOUT = 2.0
+
+
+def host(*args):
+    return [prog_path("cluster_host"), *map(str, args)]
+
+
+def start(img, cmd, *args):
+    return subprocess.Popen(host(cmd, img, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(p, timeout=60):
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+def events(out, name):
+    """Lines 't=.. name k=v ..' as dicts (t in seconds)."""
+    res = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == name:
+            d = dict(p.split("=", 1) for p in parts if "=" in p)
+            d["t"] = int(d["t"]) / 1e6
+            res.append(d)
+    return res
+
+
+def fmt(tmp_path):
+    img = str(tmp_path / "lv.img")
+    subprocess.run(host("format", img), check=True)
+    return img
+
+
+def slot(img, i):
+    with open(img, "rb") as f:
+        f.seek(HB_OFF + 512 * i)
+        b = f.read(512)
+    magic, pos, seq, stamp = struct.unpack_from("<IQQQ", b, 0)
+    return magic, pos, seq, stamp, b[0x1C:0x2C]
+
+
+def test_four_hosts_join_at_once_get_distinct_slots(tmp_path):
+    img = fmt(tmp_path)
+    ps = [start(img, "join", "--hold-ms", 800) for _ in range(4)]
+    outs = [finish(p) for p in ps]
+    joined = []
+    for rc, out, err in outs:
+        assert rc == 0, err
+        (j,) = events(out, "joined")
+        joined.append(j)
+    assert sorted(int(j["slot"]) for j in joined) == [0, 1, 2, 3]
+    assert len({j["uuid"] for j in joined}) == 4
+    assert all(int(j["join_us"]) < 500000 for j in joined)   # well under a second
+    for i in range(4):   # clean leave: free, generation 2, uuid cleared
+        magic, pos, seq, _, uuid = slot(img, i)
+        assert (magic, pos, seq, uuid) == (0xABCDEF01, HB_OFF + 512 * i, 2, bytes(16))
+    assert slot(img, 4)[0:3] == (0xABCDEF01, HB_OFF + 512 * 4, 0)
+
+
+def test_contended_lock_busy_names_owner(tmp_path):
+    img = fmt(tmp_path)
+    a = start(img, "hold", "--hold-ms", 1500)
+    time.sleep(0.4)
+    tries = [finish(start(img, "try")) for _ in range(3)]
+    rc, out_a, err = finish(a)
+    assert rc == 0, err
+    (ja,) = events(out_a, "joined")
+    (held,) = events(out_a, "holding")
+    for rc, out, err in tries:
+        assert rc == 0, err
+        (t,) = events(out, "try")
+        assert t["r"] == "-16"                       # EBUSY, never both
+        assert t["owner"] == ja["uuid"]
+        assert t["owner_slot"] == ja["slot"]
+    (t,) = events(finish(start(img, "try"))[1], "try")
+    assert t["r"] == "0"                             # released: free again
+    assert int(held["token"]) == 2
+
+
+def test_kill9_holder_is_reclaimed_journal_replayed(tmp_path):
+    img = fmt(tmp_path)
+    a = start(img, "hold", "--hold-ms", 60000, "--journal", 0, "--commit")
+    # wait until A holds the lock and committed its journal transaction
+    line = ""
+    while "holding" not in line:
+        line = a.stdout.readline()
+        assert line, a.stderr.read()
+    b = start(img, "hold", "--hold-ms", 200, "--journal", 1)
+    c = start(img, "hold", "--hold-ms", 200, "--journal", 2)
+    time.sleep(0.5)
+    killed = time.monotonic()
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    rb, out_b, err_b = finish(b)
+    rc_, out_c, err_c = finish(c)
+    assert rb == 0 and rc_ == 0, err_b + err_c
+    reclaims = events(out_b, "reclaim") + events(out_c, "reclaim")
+    assert len(reclaims) == 1                        # one reclaimer wins
+    r = reclaims[0]
+    assert r["slot"] == "0" and r["txns"] == "1" and r["sectors"] == "1" and r["r"] == "0"
+    acq = sorted(events(out_b, "acquired") + events(out_c, "acquired"), key=lambda e: e["t"])
+    assert len(acq) == 2
+    assert [int(e["token"]) for e in acq] == [3, 4]  # token moves on every acquisition
+    assert acq[0]["t"] >= r["t"]
+    takeover = acq[0]["t"] - killed
+    assert HB_TIMEOUT - 0.375 - 0.1 <= takeover <= HB_TIMEOUT + 1.5, takeover
+    with open(img, "rb") as f:
+        f.seek(JTARGET_OFF)
+        assert f.read(64).startswith(b"journaled by " + r["dead"].encode() + b" token 2")
+    magic, _, seq, _, uuid = slot(img, 0)
+    assert magic == 0xABCDEF01 and seq == 2 and uuid == bytes(16)
+
+
+def stall_run(img, guard=True):
+    audit = start(img, "audit", "--run-ms", 6500)
+    a = start(img, "worker", "--run-ms", 5000, "--hold-ms", 4000, "--stall-at-ms", 300,
+              "--stall-ms", 2500, *([] if guard else ["--no-guard"]))
+    time.sleep(0.15)
+    b = start(img, "worker", "--run-ms", 6000, "--hold-ms", 300)
+    return finish(a), finish(b), finish(audit)
+
+
+def test_stalled_host_fences_before_its_lock_is_broken(tmp_path):
+    img = fmt(tmp_path)
+    (ra, out_a, err_a), (rb, out_b, err_b), (rau, out_au, _) = stall_run(img)
+    assert rb == 0, err_b
+    assert ra == 0, out_a + err_a
+    assert "VIOLATION" not in out_a + out_b
+    (stall,) = events(out_a, "stall")
+    (fenced,) = [e for e in events(out_a, "hb_event") if e["ev"] == "fenced"]
+    lost = [e for e in events(out_a, "hb_event") if e["ev"] == "lost"]
+    (rec,) = events(out_b, "reclaim")
+    first_b = events(out_b, "acquired")[0]
+    # A stops I/O before B may break its lock, and says so
+    assert "FENCED" in err_a
+    assert stall["t"] < fenced["t"] < rec["t"] <= first_b["t"]
+    assert fenced["t"] - stall["t"] <= 1.75 + 0.1
+    assert rec["t"] - stall["t"] >= 2.0 - 0.375 - 0.05   # >= hb_timeout after the last stamp
+    assert len(lost) == 1 and lost[0]["t"] > rec["t"]
+    assert any(e["r"] == "-5" for e in events(out_a, "write_failed"))   # refused: EIO
+    assert events(out_a, "released")[0]["r"] == "-37"                   # ENOLCK: lock gone
+    assert [e["ev"] for e in events(out_a, "hb_event")][-1] == "rejoined"
+    # write-token check: tokens in the guarded sector never go backwards
+    assert rau == 0, out_au
+    (au,) = events(out_au, "audit")
+    assert au["regressions"] == "0" and int(au["max_token"]) >= int(first_b["token"]) + 5
+
+
+def test_write_token_check_catches_an_unguarded_host(tmp_path):
+    """The same run without the fence guard: A's delayed write lands after B
+    took the lock, and the checks see it (so the test above can fail)."""
+    img = fmt(tmp_path)
+    (ra, out_a, _), (rb, out_b, _), (rau, out_au, _) = stall_run(img, guard=False)
+    regress = events(out_au, "REGRESSION")
+    assert regress or "VIOLATION" in out_a + out_b
+    if regress:
+        assert rau == 3
