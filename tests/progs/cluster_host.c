@@ -20,7 +20,8 @@
  *   cluster_host bench  IMG [--iters N]              lock latency etc.
  *
  * Common: --io-timeout-ms N (default 250), --journal I (journal index 0..7),
- * --no-guard (do not stack the fence guard: for proving the tests can fail).
+ * --no-guard (do not stack the fence guard: for proving the tests can fail),
+ * --direct (open the image with O_DIRECT).
  * Every event is one line "event k=v ..." on stdout, with t= monotonic us.
  */
 #include <errno.h>
@@ -48,7 +49,7 @@
 static struct {
 	uint64_t io_timeout_us, hold_ms, run_ms, stall_at_ms, stall_ms, iters;
 	int journal;
-	bool commit, no_guard;
+	bool commit, no_guard, direct;
 } opt = { .io_timeout_us = 250000, .hold_ms = 1000, .run_ms = 3000, .journal = -1, .iters = 2000 };
 
 static struct vmfs_bdev *file_bd, *guard_bd, *top;
@@ -94,7 +95,7 @@ static int open_host(const char *img, bool join)
 		o.journal_off = JOURNAL_BASE + (uint64_t)opt.journal * JOURNAL_LEN;
 		o.journal_len = JOURNAL_LEN;
 	}
-	r = vmfs_bdev_open(img, 0, &file_bd);
+	r = vmfs_bdev_open(img, opt.direct ? VMFS_BDEV_DIRECT : 0, &file_bd);
 	if (r)
 		return r;
 	r = vmfs_hb_create(NULL, &o, &hb);
@@ -422,6 +423,7 @@ int main(int argc, char **argv)
 		{ "iters", required_argument, NULL, 'n' },
 		{ "commit", no_argument, NULL, 'c' },
 		{ "no-guard", no_argument, NULL, 'g' },
+		{ "direct", no_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd, *img;
@@ -438,6 +440,7 @@ int main(int argc, char **argv)
 		case 'n': opt.iters = strtoull(optarg, NULL, 0); break;
 		case 'c': opt.commit = true; break;
 		case 'g': opt.no_guard = true; break;
+		case 'd': opt.direct = true; break;
 		default: return 2;
 		}
 	}
