@@ -21,7 +21,8 @@
  *
  * Common: --io-timeout-ms N (default 250), --journal I (journal index 0..7),
  * --no-guard (do not stack the fence guard: for proving the tests can fail),
- * --direct (open the image with O_DIRECT).
+ * --direct (open the image with O_DIRECT), --volume (IMG is a VMFS volume made
+ * by mkvmfs: run on its LV; only join/hold/try make sense there).
  * Every event is one line "event k=v ..." on stdout, with t= monotonic us.
  */
 #include <errno.h>
@@ -37,6 +38,7 @@
 
 #include "vmfs/journal.h"
 #include "vmfs/lockmgr.h"
+#include "vmfs/volume.h"
 
 #define LOCK_OFF      0x1000000ull
 #define DATA_OFF      0x1000200ull
@@ -49,10 +51,11 @@
 static struct {
 	uint64_t io_timeout_us, hold_ms, run_ms, stall_at_ms, stall_ms, iters;
 	int journal;
-	bool commit, no_guard, direct;
+	bool commit, no_guard, direct, volume;
 } opt = { .io_timeout_us = 250000, .hold_ms = 1000, .run_ms = 3000, .journal = -1, .iters = 2000 };
 
 static struct vmfs_bdev *file_bd, *guard_bd, *top;
+static struct vmfs_volume *vol;
 static struct vmfs_hb *hb;
 static uint8_t my_uuid[16];
 static char my_uuid_s[36];
@@ -95,9 +98,30 @@ static int open_host(const char *img, bool join)
 		o.journal_off = JOURNAL_BASE + (uint64_t)opt.journal * JOURNAL_LEN;
 		o.journal_len = JOURNAL_LEN;
 	}
-	r = vmfs_bdev_open(img, opt.direct ? VMFS_BDEV_DIRECT : 0, &file_bd);
-	if (r)
-		return r;
+	if (opt.volume) {
+		/* a real VMFS volume (mkvmfs): the protocol runs on its LV */
+		struct vmfs_volume_opts vo = { .bdev_flags = opt.direct ? VMFS_BDEV_DIRECT : 0 };
+
+		r = vmfs_volume_open(&img, 1, &vo, &vol);
+		if (r)
+			return r;
+	} else {
+		r = vmfs_bdev_open(img, opt.direct ? VMFS_BDEV_DIRECT : 0, &file_bd);
+		if (r)
+			return r;
+	}
+	if (vol) {
+		/* the guard must not own the LV device: the volume does */
+		r = vmfs_hb_create(NULL, &o, &hb);
+		if (r)
+			return r;
+		r = vmfs_hb_guard_wrap(hb, vmfs_volume_bdev(vol), &guard_bd);
+		if (!r)
+			r = vmfs_fault_wrap(guard_bd, &top);
+		if (!r)
+			r = vmfs_hb_set_bdev(hb, top);
+		goto joined;
+	}
 	r = vmfs_hb_create(NULL, &o, &hb);
 	if (r)
 		return r;
@@ -112,6 +136,7 @@ static int open_host(const char *img, bool join)
 	if (r)
 		return r;
 	r = vmfs_hb_set_bdev(hb, top);
+joined:
 	if (r)
 		return r;
 	vmfs_hb_uuid(hb, my_uuid);
@@ -135,6 +160,8 @@ static void close_host(void)
 		vmfs_bdev_close(top);
 	if (file_bd)
 		vmfs_bdev_close(file_bd);
+	if (vol)
+		vmfs_volume_close(vol);
 }
 
 static int cmd_format(const char *img)
@@ -424,6 +451,7 @@ int main(int argc, char **argv)
 		{ "commit", no_argument, NULL, 'c' },
 		{ "no-guard", no_argument, NULL, 'g' },
 		{ "direct", no_argument, NULL, 'd' },
+		{ "volume", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd, *img;
@@ -441,6 +469,7 @@ int main(int argc, char **argv)
 		case 'c': opt.commit = true; break;
 		case 'g': opt.no_guard = true; break;
 		case 'd': opt.direct = true; break;
+		case 'v': opt.volume = true; break;
 		default: return 2;
 		}
 	}
