@@ -11,6 +11,7 @@
 enum {
 	OPT_CONFIG = 256, OPT_STATE_DIR, OPT_SOCKET, OPT_PIDFILE, OPT_LOG_FILE,
 	OPT_LOG_LEVEL, OPT_HOST_UUID, OPT_VOLUME, OPT_DAEMONIZE, OPT_IO_TIMEOUT,
+	OPT_ISCSI, OPT_LUN,
 	OPT_HELP = 'h', OPT_VERSION = 'V',
 };
 
@@ -25,6 +26,8 @@ static const struct option longopts[] = {
 	{ "volume", required_argument, NULL, OPT_VOLUME },
 	{ "daemonize", no_argument, NULL, OPT_DAEMONIZE },
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
+	{ "iscsi", required_argument, NULL, OPT_ISCSI },
+	{ "lun", required_argument, NULL, OPT_LUN },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -48,6 +51,14 @@ static void usage(FILE *f)
 "  --host-uuid UUID     this host's identity (default: generated once, kept\n"
 "                       in the state dir)\n"
 "  --io-timeout SEC     cluster I/O timeout; heartbeat timings derive from it\n"
+"  --iscsi ADDR[:PORT]  serve iSCSI on this portal (port 3260 by default);\n"
+"                       repeat for more portals\n"
+"  --lun IQN,PATH[,chap=USER:SECRET][,mutual=USER:SECRET][,initiators=IQN1;IQN2]\n"
+"        [,thin][,id=HEX][,lun=N]\n"
+"                       export PATH as the next LUN of target IQN; PATH is\n"
+"                       file:/abs/path (raw file or device; datastore paths come\n"
+"                       with the filesystem integration).  Repeat for more LUNs.\n"
+"                       Remembered in the state dir (also `vmfsctl target add`)\n"
 "  --daemonize          detach after start-up (default: stay in the foreground)\n"
 "  --pidfile FILE       write the daemon's pid to FILE\n"
 "  --log-file FILE      log there instead of stderr\n"
@@ -94,6 +105,28 @@ static int apply(struct vmfsd_config *cfg, int id, const char *name, const char 
 				where, val);
 			return -EINVAL;
 		}
+		return 0;
+	case OPT_ISCSI:
+		if (!*val || cfg->niscsi >= VMFSD_MAX_PORTALS) {
+			fprintf(stderr, "vmfsd: %s: empty --iscsi or too many portals (max %d)\n",
+				where, VMFSD_MAX_PORTALS);
+			return -EINVAL;
+		}
+		cfg->iscsi_portals[cfg->niscsi] = strdup(val);
+		if (!cfg->iscsi_portals[cfg->niscsi])
+			return -ENOMEM;
+		cfg->niscsi++;
+		return 0;
+	case OPT_LUN:
+		if (!*val || !strchr(val, ',') || cfg->nluns >= VMFSD_MAX_LUNS) {
+			fprintf(stderr, "vmfsd: %s: bad --lun '%s' (IQN,PATH[,options]; max %d)\n",
+				where, val, VMFSD_MAX_LUNS);
+			return -EINVAL;
+		}
+		cfg->luns[cfg->nluns] = strdup(val);
+		if (!cfg->luns[cfg->nluns])
+			return -ENOMEM;
+		cfg->nluns++;
 		return 0;
 	case OPT_VOLUME:
 		if (!*val) {
@@ -212,7 +245,7 @@ int vmfsd_parse_args(int argc, char **argv, struct vmfsd_config *cfg, int *exit_
 	/* Volumes on the command line replace those of the file. */
 	opterr = 1;
 	optind = 1;
-	bool cli_vol = false;
+	bool cli_vol = false, cli_lun = false, cli_iscsi = false;
 	while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
 		if (c == '?') {
 			fprintf(stderr, "Try 'vmfsd --help'.\n");
@@ -225,6 +258,18 @@ int vmfsd_parse_args(int argc, char **argv, struct vmfsd_config *cfg, int *exit_
 				free(cfg->volumes[i]);
 			cfg->nvolumes = 0;
 			cli_vol = true;
+		}
+		if (c == OPT_LUN && !cli_lun) {
+			for (int i = 0; i < cfg->nluns; i++)
+				free(cfg->luns[i]);
+			cfg->nluns = 0;
+			cli_lun = true;
+		}
+		if (c == OPT_ISCSI && !cli_iscsi) {
+			for (int i = 0; i < cfg->niscsi; i++)
+				free(cfg->iscsi_portals[i]);
+			cfg->niscsi = 0;
+			cli_iscsi = true;
 		}
 		r = apply(cfg, c, "", optarg ? optarg : "", "command line");
 		if (r)
@@ -250,5 +295,9 @@ void vmfsd_config_free(struct vmfsd_config *cfg)
 	free(cfg->host_uuid);
 	for (int i = 0; i < cfg->nvolumes; i++)
 		free(cfg->volumes[i]);
+	for (int i = 0; i < cfg->niscsi; i++)
+		free(cfg->iscsi_portals[i]);
+	for (int i = 0; i < cfg->nluns; i++)
+		free(cfg->luns[i]);
 	memset(cfg, 0, sizeof(*cfg));
 }

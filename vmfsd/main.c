@@ -223,6 +223,8 @@ int main(int argc, char **argv)
 		log_warn("no volume configured (use --volume)");
 	for (int i = 0; i < d.cfg.nvolumes; i++)
 		open_volume(&d.vols[d.nvols++], d.cfg.volumes[i]);
+	if (vmfsd_iscsi_start(&d))
+		goto out;
 	if (vmfsd_mgmt_listen(&d))
 		goto out;
 	log_info("management socket %s; ready", d.cfg.socket_path);
@@ -257,6 +259,7 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	vmfsd_iscsi_stop(&d);
 	for (int i = 0; i < d.nvols; i++) {
 		if (d.vols[i].bdev) {
 			vmfs_bdev_flush(d.vols[i].bdev);

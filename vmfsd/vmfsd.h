@@ -9,6 +9,8 @@
 #include "store.h"
 
 #define VMFSD_MAX_VOLUMES 16
+#define VMFSD_MAX_PORTALS 8
+#define VMFSD_MAX_LUNS 256
 
 struct vmfsd_config {
 	char *state_dir;
@@ -21,6 +23,10 @@ struct vmfsd_config {
 	bool daemonize;
 	enum vlog_level log_level;
 	double io_timeout;       /* seconds; 0 = default */
+	char *iscsi_portals[VMFSD_MAX_PORTALS]; /* --iscsi ADDR[:PORT] */
+	int niscsi;
+	char *luns[VMFSD_MAX_LUNS];             /* --lun IQN,PATH[,...] */
+	int nluns;
 };
 
 /** Parse argv (and the --config file it names).  Prints usage on --help
@@ -44,6 +50,7 @@ struct vmfsd {
 	int nvols;
 	int listen_fd;
 	double started;          /* monotonic seconds */
+	struct iscsi_srv *iscsi; /* the iSCSI target (vmfsd/iscsi_glue.c) */
 };
 
 /* Management socket. */
@@ -52,5 +59,12 @@ int vmfsd_mgmt_listen(struct vmfsd *d);
 void vmfsd_mgmt_serve(struct vmfsd *d, int fd);
 
 double vmfsd_now(void);
+
+/* iSCSI target glue (iscsi_glue.c): start from flags/config or the store,
+ * serve `target ...` management requests, stop. */
+int vmfsd_iscsi_start(struct vmfsd *d);
+void vmfsd_iscsi_stop(struct vmfsd *d);
+#include <stdio.h>
+void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
 
 #endif

@@ -1,0 +1,54 @@
+/* Backing store of one LUN: where the bytes of a SCSI logical unit live.
+ * The SCSI command set (sbc.c/spc.c) only sees this interface; the first
+ * implementation (bs_file.c) is a raw file or device through the block layer
+ * (include/vmfs/blockdev.h); a disk file on a mounted datastore will be a
+ * second one once the filesystem's public API is usable.
+ *
+ * Offsets and lengths are bytes, multiples of the LUN's block size, inside
+ * the store (the SCSI layer checks ranges before calling).  Every function
+ * returns 0 or a negative errno.  Calls may come from several connection
+ * threads at once. */
+#ifndef ISCSI_BACKING_H
+#define ISCSI_BACKING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct backing;
+
+struct backing_ops {
+	int (*readv)(struct backing *b, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*writev)(struct backing *b, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*flush)(struct backing *b);
+	/** Deallocate (reads return zeros afterwards).  -EOPNOTSUPP if unable. */
+	int (*unmap)(struct backing *b, uint64_t off, uint64_t len);
+	/** Is [off, ...) mapped?  Sets *mapped and *len (bytes of the run with
+	 *  that state starting at @off, at most @maxlen). */
+	int (*lba_status)(struct backing *b, uint64_t off, uint64_t maxlen, bool *mapped,
+			  uint64_t *len);
+	void (*close)(struct backing *b);
+};
+
+struct backing {
+	const struct backing_ops *ops;
+	uint64_t size;       /* bytes */
+	uint32_t block_size; /* logical block size presented to initiators */
+	bool thin;           /* thin provisioned: UNMAP, LBPME */
+	bool rdonly;
+	char desc[256];      /* what it is, for logs and `vmfsctl target list` */
+};
+
+/** Open a backing store from a LUN path: "file:/abs/path" (a raw file or
+ *  block device).  Datastore paths ("/vmfs/volumes/...") come with the
+ *  filesystem integration.  \return 0 and *out, or negative errno, with a
+ *  message in @err. */
+int backing_open(const char *path, bool thin, struct backing **out, char *err, size_t errlen);
+
+static inline void backing_close(struct backing *b)
+{
+	if (b)
+		b->ops->close(b);
+}
+
+#endif

@@ -1,0 +1,209 @@
+/* vmfsd's iSCSI target: portals and LUNs from flags/config (which replace
+ * what the store remembers) or from the store, and `target list|add|remove`
+ * on the management socket, applied at once and persisted.
+ *
+ * Store keys: iscsi/portal/NN = ADDR[:PORT]; iscsi/lun/<IQN>/NNN = the
+ * canonical LUN spec (with lun= and id= filled in, so LUN numbers and
+ * device identifiers stay stable across restarts). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../iscsi/target.h"
+#include "vmfsd.h"
+
+struct collect {
+	char *v[VMFSD_MAX_LUNS];
+	int n;
+};
+
+static int collect_cb(void *arg, const char *key, const char *val)
+{
+	struct collect *c = arg;
+
+	if (c->n >= VMFSD_MAX_LUNS)
+		return 0;
+	c->v[c->n] = strdup(val);
+	if (!c->v[c->n])
+		return -ENOMEM;
+	c->n++;
+	return 0;
+}
+
+static int drop_cb(void *arg, const char *key, const char *val)
+{
+	return vstore_del(arg, key);
+}
+
+static void lun_key(char *key, size_t len, const char *iqn, int lun)
+{
+	snprintf(key, len, "iscsi/lun/%s/%03d", iqn, lun);
+}
+
+/* Add one LUN and remember it.  \return 0 or -errno with @err set. */
+static int add_lun(struct vmfsd *d, const char *spec, bool persist, int *lun, char *err,
+		   size_t errlen)
+{
+	char canon[4096], key[320];
+	struct iscsi_lun_spec sp;
+	int r;
+
+	r = iscsi_srv_add_lun(d->iscsi, spec, lun, canon, sizeof(canon), err, errlen);
+	if (r)
+		return r;
+	if (persist) {
+		if (iscsi_lun_spec_parse(canon, &sp, err, errlen) == 0) {
+			lun_key(key, sizeof(key), sp.iqn, *lun);
+			r = vstore_put(d->store, key, canon);
+			if (r)
+				snprintf(err, errlen, "cannot persist LUN: %s", strerror(-r));
+		}
+	}
+	return r;
+}
+
+int vmfsd_iscsi_start(struct vmfsd *d)
+{
+	struct collect portals = { .n = 0 }, luns = { .n = 0 };
+	char err[512], key[64];
+	int r, lun;
+	bool from_cli_luns = d->cfg.nluns > 0;
+
+	r = iscsi_srv_create(&d->iscsi);
+	if (r) {
+		log_err("iscsi: %s", strerror(-r));
+		return r;
+	}
+	/* Portals: flags/config replace the remembered ones. */
+	if (d->cfg.niscsi) {
+		r = vstore_scan(d->store, "iscsi/portal/", drop_cb, d->store);
+		for (int i = 0; !r && i < d->cfg.niscsi; i++) {
+			snprintf(key, sizeof(key), "iscsi/portal/%02d", i);
+			r = vstore_put(d->store, key, d->cfg.iscsi_portals[i]);
+			portals.v[portals.n++] = strdup(d->cfg.iscsi_portals[i]);
+		}
+	} else {
+		r = vstore_scan(d->store, "iscsi/portal/", collect_cb, &portals);
+	}
+	if (r)
+		goto store_err;
+	if (from_cli_luns) {
+		r = vstore_scan(d->store, "iscsi/lun/", drop_cb, d->store);
+		for (int i = 0; !r && i < d->cfg.nluns; i++)
+			luns.v[luns.n++] = strdup(d->cfg.luns[i]);
+	} else {
+		r = vstore_scan(d->store, "iscsi/lun/", collect_cb, &luns);
+	}
+	if (r)
+		goto store_err;
+	for (int i = 0; i < luns.n; i++) {
+		if (!luns.v[i])
+			continue;
+		r = add_lun(d, luns.v[i], from_cli_luns, &lun, err, sizeof(err));
+		if (r) {
+			log_err("iscsi: --lun %s: %s", luns.v[i], err);
+			goto out;
+		}
+		log_info("iscsi: LUN %d: %s", lun, luns.v[i]);
+	}
+	for (int i = 0; i < portals.n; i++) {
+		if (!portals.v[i])
+			continue;
+		r = iscsi_srv_listen(d->iscsi, portals.v[i], err, sizeof(err));
+		if (r) {
+			log_err("iscsi: %s", err);
+			goto out;
+		}
+		log_info("iscsi: listening on %s", portals.v[i]);
+	}
+	if (portals.n) {
+		r = iscsi_srv_start(d->iscsi);
+		if (r)
+			log_err("iscsi: cannot start: %s", strerror(-r));
+	} else if (luns.n) {
+		log_warn("iscsi: %d LUN(s) configured but no portal (use --iscsi ADDR:PORT)", luns.n);
+	}
+	goto out;
+store_err:
+	log_err("iscsi: config store: %s", strerror(-r));
+out:
+	for (int i = 0; i < portals.n; i++)
+		free(portals.v[i]);
+	for (int i = 0; i < luns.n; i++)
+		free(luns.v[i]);
+	return r;
+}
+
+void vmfsd_iscsi_stop(struct vmfsd *d)
+{
+	iscsi_srv_destroy(d->iscsi);
+	d->iscsi = NULL;
+}
+
+static void reply(FILE *f, bool json, bool ok, const char *msg)
+{
+	if (json) {
+		fprintf(f, "{\"%s\": \"", ok ? "ok" : "error");
+		for (const char *p = msg; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				fputc('\\', f);
+			if ((unsigned char)*p >= 0x20)
+				fputc(*p, f);
+		}
+		fprintf(f, "\"}\n");
+	} else {
+		fprintf(f, "%s%s\n", ok ? "" : "error: ", msg);
+	}
+}
+
+void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv)
+{
+	char err[512] = "", msg[600], key[320];
+	int r, lun;
+
+	if (!d->iscsi) {
+		reply(f, json, false, "iSCSI target not running");
+		return;
+	}
+	if (argc >= 1 && !strcmp(argv[0], "list")) {
+		iscsi_srv_list(d->iscsi, f, json);
+	} else if (argc == 2 && !strcmp(argv[0], "add")) {
+		r = add_lun(d, argv[1], true, &lun, err, sizeof(err));
+		if (r) {
+			reply(f, json, false, err);
+			return;
+		}
+		log_info("iscsi: added LUN %d: %s", lun, argv[1]);
+		snprintf(msg, sizeof(msg), "added LUN %d", lun);
+		reply(f, json, true, msg);
+	} else if ((argc == 2 || argc == 3) && !strcmp(argv[0], "remove")) {
+		char *end = NULL;
+		long l = -1;
+
+		if (argc == 3) {
+			l = strtol(argv[2], &end, 10);
+			if (*end || l < 0 || l >= ISCSI_MAX_LUNS) {
+				reply(f, json, false, "bad LUN number");
+				return;
+			}
+		}
+		r = iscsi_srv_remove(d->iscsi, argv[1], (int)l, err, sizeof(err));
+		if (r) {
+			reply(f, json, false, err);
+			return;
+		}
+		if (l >= 0) {
+			lun_key(key, sizeof(key), argv[1], (int)l);
+			vstore_del(d->store, key);
+		} else {
+			snprintf(key, sizeof(key), "iscsi/lun/%s/", argv[1]);
+			vstore_scan(d->store, key, drop_cb, d->store);
+		}
+		log_info("iscsi: removed %s%s%s", argv[1], argc == 3 ? " LUN " : "",
+			 argc == 3 ? argv[2] : "");
+		reply(f, json, true, "removed");
+	} else {
+		reply(f, json, false, "usage: target list | target add IQN,PATH[,opts] | "
+		      "target remove IQN [LUN]");
+	}
+}
