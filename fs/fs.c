@@ -171,6 +171,11 @@ struct vmfs_bdev *vmfs_fs_bdev(struct vmfs_fs *fs)
 	return fs->bd;
 }
 
+struct vmfs_volume *vmfs_fs_volume(struct vmfs_fs *fs)
+{
+	return fs->vol;
+}
+
 /* Sum the free counts of a resource, reading a group of headers at a time. */
 static int res_free_count(struct vmfs_fs *fs, int kind, uint64_t *total, uint64_t *freec)
 {

@@ -181,6 +181,7 @@ void vmfs_fs_close(struct vmfs_fs *fs);
 
 const struct vmfs_fs_info *vmfs_fs_get_info(const struct vmfs_fs *fs);
 struct vmfs_bdev *vmfs_fs_bdev(struct vmfs_fs *fs);
+struct vmfs_volume *vmfs_fs_volume(struct vmfs_fs *fs);
 int vmfs_fs_statfs(struct vmfs_fs *fs, struct vmfs_statfs *st);
 /** Last error message (thread-unsafe convenience for tools). */
 const char *vmfs_fs_last_error(const struct vmfs_fs *fs);
