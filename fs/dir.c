@@ -11,7 +11,7 @@
 
 #include "fs_internal.h"
 
-#define MAX_DIR_SIZE (256ull << 20)
+#define MAX_DIR_SIZE (32ull << 20) /* 2^18 entries: beyond any VMFS5 volume's file count */
 
 static int check_name(const char *name)
 {
