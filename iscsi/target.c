@@ -245,8 +245,14 @@ int iscsi_srv_listen(struct iscsi_srv *s, const char *addr, char *err, size_t er
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 128))
 		goto syserr;
 	freeaddrinfo(ai);
-	snprintf(s->portal[s->nl], sizeof(s->portal[0]), "%s%s%s:%s",
-		 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+	if (snprintf(s->portal[s->nl], sizeof(s->portal[0]), "%s%s%s:%s",
+		     strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+		     port) >= (int)sizeof(s->portal[0])) {
+		close(fd);
+		fd = -1;
+		ai = NULL;
+		goto bad;
+	}
 	s->lfd[s->nl++] = fd;
 	return 0;
 bad:
