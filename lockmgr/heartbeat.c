@@ -461,7 +461,8 @@ static int renew_once(struct vmfs_hb *hb, uint8_t *nb, uint8_t *cur)
 	if (r)
 		return r;
 	pthread_mutex_lock(&hb->mu);
-	if (hb->slot == slot && !hb->stop) {
+	if (hb->slot == slot) {
+		/* also while stopping: leave frees the slot from these bytes */
 		memcpy(hb->last, nb, 512);
 		if (submit + hb->to.fence_us > atomic_load(&hb->deadline))
 			atomic_store(&hb->deadline, submit + hb->to.fence_us);
@@ -784,18 +785,16 @@ int vmfs_hb_reclaim(struct vmfs_hb *hb, unsigned slot, vmfs_hb_replay_fn replay,
 		struct vmfs_hb_host h;
 		bool mine;
 
-		r = vmfs_hb_peek(hb, slot, &h);
+		/* decide from the very bytes the ATS below will compare against */
+		r = read_slot(hb, slot, cur, &s);
 		if (r)
 			goto out;
-		s = h.rec;
+		h.rec = s;
+		h.state = classify(hb, slot, &s, vmfs_now_us(), &h.age_us);
 		if (s.magic == VMFS_HB_MAGIC_FREE) {
 			r = 0;      /* nothing (left) to reclaim */
 			goto out;
 		}
-		vmfs_hb_slot_encode(&s, cur);
-		r = vmfs_bdev_read(hb->bd, cur, 512, vmfs_hb_slot_off(slot));
-		if (r)
-			goto out;
 		mine = s.replay_hb_pos == my_pos && s.replay_hb_gen == my_gen;
 		if (s.replay_hb_pos && !mine) {
 			enum owner_state os;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -444,6 +445,109 @@ static void test_fence_unfence(void **st)
 	host_close(&a);
 }
 
+/* A host that died long ago: a live slot nobody renews. */
+static void fake_dead(unsigned slot, uint64_t gen)
+{
+	struct vmfs_hb_slot d = { .magic = VMFS_HB_MAGIC_LIVE, .pos = vmfs_hb_slot_off(slot), .seq = gen,
+				  .uptime = 777, .journal_off = 0x3000000, .journal_len = 4096 };
+	struct vmfs_bdev *bd;
+	uint8_t b[512];
+
+	memset(d.uuid, 0xDD, 16);
+	vmfs_hb_slot_encode(&d, b);
+	assert_int_equal(vmfs_bdev_open(path, 0, &bd), 0);
+	assert_int_equal(vmfs_bdev_write(bd, b, 512, d.pos), 0);
+	vmfs_bdev_close(bd);
+}
+
+static int slow_calls;
+
+static int slow_replay(void *arg, const struct vmfs_hb_slot *dead)
+{
+	(void)arg;
+	assert_int_equal(dead->journal_off, 0x3000000);
+	__atomic_add_fetch(&slow_calls, 1, __ATOMIC_SEQ_CST);
+	msleep(150);
+	return 0;
+}
+
+struct rarg { struct host *h; int r; };
+
+static void *reclaim_thread(void *p)
+{
+	struct rarg *a = p;
+
+	a->r = vmfs_hb_reclaim(a->h->hb, 10, slow_replay, NULL);
+	return NULL;
+}
+
+static int failing_replay(void *arg, const struct vmfs_hb_slot *dead)
+{
+	(void)arg;
+	(void)dead;
+	return -EIO;
+}
+
+/* Two hosts reclaim one dead host at once: one replays, the other waits for
+ * the slot to turn free; a reclaimer whose replay fails keeps the claim until
+ * it is gone itself, then another takes the replay over. */
+static void test_reclaim_races(void **st)
+{
+	struct host b, c;
+	struct rarg rb = { &b, 1 }, rc = { &c, 1 };
+	struct vmfs_hb_host hh;
+	struct vmfs_hb_slot s;
+	pthread_t tb, tc;
+
+	(void)st;
+	fake_dead(10, 5);
+	host_join(&b, false);
+	host_join(&c, false);
+	/* just seen: counts as alive (-EBUSY); silent a while: -EAGAIN; then dead */
+	assert_int_equal(vmfs_hb_reclaim(b.hb, 10, slow_replay, NULL), -EBUSY);
+	msleep(150);
+	assert_int_equal(vmfs_hb_reclaim(b.hb, 10, slow_replay, NULL), -EAGAIN);
+	assert_int_equal(vmfs_hb_peek(b.hb, 10, &hh), 0);
+	assert_true(hh.state == VMFS_HOST_ALIVE || hh.state == VMFS_HOST_SUSPECT);
+	msleep(250);
+	assert_int_equal(vmfs_hb_peek(b.hb, 10, &hh), 0);
+	assert_int_equal(hh.state, VMFS_HOST_DEAD);
+	assert_true(hh.age_us >= 320000);
+	assert_int_equal(vmfs_hb_reclaim(b.hb, (unsigned)vmfs_hb_slot(c.hb), NULL, NULL), -EBUSY);
+	pthread_create(&tb, NULL, reclaim_thread, &rb);
+	pthread_create(&tc, NULL, reclaim_thread, &rc);
+	pthread_join(tb, NULL);
+	pthread_join(tc, NULL);
+	assert_int_equal(rb.r, 0);
+	assert_int_equal(rc.r, 0);
+	assert_int_equal(slow_calls, 1);
+	read_slot(10, &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_FREE);
+	assert_int_equal(s.seq, 6);
+
+	/* replay failure: the claim stays; others wait, then take over once the
+	 * failed reclaimer is gone */
+	fake_dead(10, 7);
+	msleep(400);
+	assert_int_equal(vmfs_hb_peek(c.hb, 10, &hh), 0);   /* c watches it too */
+	assert_int_equal(vmfs_hb_reclaim(b.hb, 10, failing_replay, NULL), -EIO);
+	read_slot(10, &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_LIVE);
+	assert_int_equal(s.replay_hb_pos, vmfs_hb_slot_off((unsigned)vmfs_hb_slot(b.hb)));
+	assert_int_equal(vmfs_hb_peek(c.hb, 10, &hh), 0);
+	assert_int_equal(hh.state, VMFS_HOST_REPLAYING);
+	assert_int_equal(vmfs_hb_reclaim(c.hb, 10, slow_replay, NULL), -ETIMEDOUT);
+	assert_int_equal(vmfs_hb_leave(b.hb), 0);
+	slow_calls = 0;
+	assert_int_equal(vmfs_hb_reclaim(c.hb, 10, slow_replay, NULL), 0);
+	assert_int_equal(slow_calls, 1);
+	read_slot(10, &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_FREE);
+	assert_int_equal(s.seq, 8);
+	host_close(&b);
+	host_close(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +557,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stall_fence_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fence_unfence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reclaim_races, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
