@@ -126,6 +126,7 @@ int main(int argc, char **argv)
 	const char *label = NULL;
 	uint64_t size = 0;
 	bool force = false, quiet = false, all_fresh = true;
+	bool created[VMFS_MAX_EXTENTS] = { false };
 	int c, ndev, nopen = 0, rc = EXIT_OPER, r;
 
 	while ((c = getopt_long(argc, argv, "L:S:U:fqh", lo, NULL)) != -1) {
@@ -188,6 +189,8 @@ int main(int argc, char **argv)
 			all_fresh = false;
 		}
 		r = vmfs_bdev_open_opts(p, &oo, &bds[nopen]);
+		if (!exists && (r == 0 || access(p, F_OK) == 0))
+			created[i] = true;
 		if (r) {
 			fprintf(stderr, "%s: cannot open %s: %s\n", prog, p, strerror(-r));
 			goto out;
@@ -236,5 +239,9 @@ int main(int argc, char **argv)
 out:
 	while (nopen > 0)
 		vmfs_bdev_close(bds[--nopen]);
+	if (rc)
+		for (int i = 0; i < ndev && i < VMFS_MAX_EXTENTS; i++)
+			if (created[i])
+				unlink(argv[optind + i]); /* do not leave half-made files behind */
 	return rc;
 }
