@@ -758,7 +758,38 @@ int vmfs_hb_owner_state(struct vmfs_hb *hb, uint64_t pos, uint64_t gen, enum own
 
 /* ---- reclaim ------------------------------------------------------------------ */
 
+static int reclaim(struct vmfs_hb *hb, unsigned slot, vmfs_hb_replay_fn replay, void *arg, bool own);
+
 int vmfs_hb_reclaim(struct vmfs_hb *hb, unsigned slot, vmfs_hb_replay_fn replay, void *arg)
+{
+	return reclaim(hb, slot, replay, arg, false);
+}
+
+int vmfs_hb_reclaim_own(struct vmfs_hb *hb, vmfs_hb_replay_fn replay, void *arg)
+{
+	uint8_t *buf = xalloc(VMFS_HB_REGION_LEN);
+	int me, n = 0, r;
+
+	if (!buf)
+		return -ENOMEM;
+	me = vmfs_hb_slot(hb);
+	r = scan_region(hb, buf);
+	for (unsigned i = 0; i < VMFS_HB_NSLOTS && !r; i++) {
+		struct vmfs_hb_slot s;
+
+		if ((int)i == me ||
+		    vmfs_hb_slot_decode(buf + (size_t)i * VMFS_HB_SLOT_SIZE, vmfs_hb_slot_off(i), &s) ||
+		    s.magic != VMFS_HB_MAGIC_LIVE || memcmp(s.uuid, hb->uuid, 16))
+			continue;
+		r = reclaim(hb, i, replay, arg, true);
+		if (!r)
+			n++;
+	}
+	free(buf);
+	return r ? r : n;
+}
+
+static int reclaim(struct vmfs_hb *hb, unsigned slot, vmfs_hb_replay_fn replay, void *arg, bool own)
 {
 	uint8_t *cur = xalloc(512), *nb = xalloc(512);
 	uint64_t my_pos, my_gen, until;
@@ -812,6 +843,11 @@ int vmfs_hb_reclaim(struct vmfs_hb *hb, unsigned slot, vmfs_hb_replay_fn replay,
 				continue;
 			}
 			/* The reclaimer died or restarted: take the replay over. */
+		} else if (!mine && own) {
+			if (memcmp(s.uuid, hb->uuid, 16)) {
+				r = -EPERM;    /* slot reused by another host meanwhile */
+				goto out;
+			}
 		} else if (!mine) {
 			if (h.state == VMFS_HOST_ALIVE) {
 				r = -EBUSY;

@@ -257,6 +257,13 @@ typedef int (*vmfs_hb_replay_fn)(void *arg, const struct vmfs_hb_slot *dead);
  *  (the slot then stays marked as being replayed by us). */
 int vmfs_hb_reclaim(struct vmfs_hb *hb, unsigned slot, vmfs_hb_replay_fn replay, void *arg);
 
+/** Reclaim, without waiting for hb_timeout, every live slot that carries our
+ *  own UUID but is not our current slot: the slots of an earlier incarnation
+ *  of this host (a restarted vmfsd with a persistent host UUID).  Only safe
+ *  when the caller knows that incarnation is gone (e.g. it held a lock file
+ *  in the state directory that we now hold).  \return number reclaimed. */
+int vmfs_hb_reclaim_own(struct vmfs_hb *hb, vmfs_hb_replay_fn replay, void *arg);
+
 /** Render a UUID as vmfs-tools prints it (xxxxxxxx-xxxxxxxx-xxxx-xxxxxxxxxxxx). */
 void vmfs_uuid_str(const uint8_t uuid[16], char out[36]);
 

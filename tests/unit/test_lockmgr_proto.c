@@ -548,6 +548,53 @@ static void test_reclaim_races(void **st)
 	host_close(&c);
 }
 
+/* A restarted host with the same UUID reclaims its old slot at once. */
+static void test_reclaim_own(void **st)
+{
+	struct vmfs_hb_opts o = { .io_timeout_us = IO_TIMEOUT, .quiet = true };
+	struct vmfs_bdev *bd;
+	struct vmfs_hb *hb;
+	struct vmfs_lock l;
+	struct vmfs_hb_slot s;
+	int r;
+
+	(void)st;
+	memset(o.uuid, 0xDD, 16);              /* same uuid as fake_dead() */
+	fake_dead(10, 3);
+	fake_dead(11, 1);
+	{
+		struct vmfs_hb_slot other = { .magic = VMFS_HB_MAGIC_LIVE, .pos = vmfs_hb_slot_off(12), .seq = 1 };
+		uint8_t b[512];
+
+		memset(other.uuid, 0xEE, 16);
+		vmfs_hb_slot_encode(&other, b);
+		assert_int_equal(vmfs_bdev_open(path, 0, &bd), 0);
+		assert_int_equal(vmfs_bdev_write(bd, b, 512, other.pos), 0);
+		vmfs_bdev_close(bd);
+	}
+	assert_int_equal(vmfs_bdev_open(path, 0, &bd), 0);
+	assert_int_equal(vmfs_hb_create(bd, &o, &hb), 0);
+	assert_int_equal(vmfs_hb_join(hb), 0);
+	slow_calls = 0;
+	r = vmfs_hb_reclaim_own(hb, slow_replay, NULL);
+	assert_int_equal(r, 2);
+	assert_int_equal(slow_calls, 2);
+	read_slot(10, &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_FREE);
+	read_slot(11, &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_FREE);
+	read_slot(12, &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_LIVE);     /* someone else's: untouched */
+	read_slot((unsigned)vmfs_hb_slot(hb), &s);
+	assert_int_equal(s.magic, VMFS_HB_MAGIC_LIVE);
+	/* no guard here: plain device; locks still work */
+	vmfs_lock_init(&l, hb, bd, LOCK_OFF, VMFS_MAGIC_FD);
+	assert_int_equal(vmfs_lock_acquire(&l, VMFS_LM_EXCL, NULL), 0);
+	assert_int_equal(vmfs_lock_release(&l), 0);
+	vmfs_hb_destroy(hb);
+	vmfs_bdev_close(bd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +605,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stall_fence_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fence_unfence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_races, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reclaim_own, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
