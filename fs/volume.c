@@ -32,7 +32,10 @@ struct vmfs_volume {
 	struct vmfs_bdev *lv;
 	vmfs_log_fn log;
 	void *log_ctx;
+	bool direct;             /* extents opened O_DIRECT: bounce unaligned buffers */
 };
+
+#define DIO_ALIGN 4096u
 
 static void vlog(struct vmfs_volume *v, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -112,7 +115,36 @@ static int lv_io(struct vmfs_volume *v, const struct iovec *iov, int iovcnt, uin
 			break;
 		}
 		uint64_t doff = e->base + OD_LVM_DATA_OFF + p - (uint64_t)e->first * OD_SEGMENT_SIZE;
-		r = wr ? vmfs_bdev_writev(e->bd, sub, n, doff) : vmfs_bdev_readv(e->bd, sub, n, doff);
+		bool bounce = false;
+		for (int k = 0; v->direct && k < n; k++)
+			if ((uintptr_t)sub[k].iov_base % DIO_ALIGN || sub[k].iov_len % 512)
+				bounce = true;
+		if (bounce) {
+			/* O_DIRECT needs aligned memory: go through an aligned copy */
+			void *tmp = NULL;
+			if (posix_memalign(&tmp, DIO_ALIGN, len)) {
+				r = -ENOMEM;
+				break;
+			}
+			if (wr) {
+				size_t at = 0;
+				for (int k = 0; k < n; k++) {
+					memcpy((char *)tmp + at, sub[k].iov_base, sub[k].iov_len);
+					at += sub[k].iov_len;
+				}
+				r = vmfs_bdev_write(e->bd, tmp, len, doff);
+			} else {
+				r = vmfs_bdev_read(e->bd, tmp, len, doff);
+				size_t at = 0;
+				for (int k = 0; !r && k < n; k++) {
+					memcpy(sub[k].iov_base, (char *)tmp + at, sub[k].iov_len);
+					at += sub[k].iov_len;
+				}
+			}
+			free(tmp);
+		} else {
+			r = wr ? vmfs_bdev_writev(e->bd, sub, n, doff) : vmfs_bdev_readv(e->bd, sub, n, doff);
+		}
 		if (r)
 			break;
 		done += len;
@@ -184,15 +216,18 @@ static const struct vmfs_bdev_ops lv_ops = {
 
 int vmfs_volume_probe(struct vmfs_bdev *bd)
 {
-	uint8_t b[512];
+	uint8_t *b = NULL;
 	int r;
 
-	if (vmfs_bdev_size(bd) < OD_LVM_HDR_OFF + 512)
+	if (vmfs_bdev_size(bd) < OD_LVM_HDR_OFF + DIO_ALIGN)
 		return 0;
-	r = vmfs_bdev_read(bd, b, 512, OD_LVM_HDR_OFF);
-	if (r)
-		return r;
-	return od_get32(b) == OD_LVM_MAGIC;
+	if (posix_memalign((void **)&b, DIO_ALIGN, DIO_ALIGN))
+		return -ENOMEM;
+	r = vmfs_bdev_read(bd, b, DIO_ALIGN, OD_LVM_HDR_OFF);
+	if (!r)
+		r = od_get32(b) == OD_LVM_MAGIC;
+	free(b);
+	return r;
 }
 
 /* Read and check the LVM header and volume entry of one extent. */
@@ -203,8 +238,7 @@ static int read_extent(struct vmfs_volume *v, struct extent *e, int idx)
 	uint8_t *b = NULL;
 	int r;
 
-	b = malloc(1024);
-	if (!b)
+	if (posix_memalign((void **)&b, DIO_ALIGN, DIO_ALIGN))
 		return -ENOMEM;
 	e->base = 0;
 	if (dsize < OD_LVM_HDR_OFF + 1024) {
@@ -218,7 +252,7 @@ static int read_extent(struct vmfs_volume *v, struct extent *e, int idx)
 		goto io;
 	if (od_get32(b) != OD_LVM_MAGIC) {
 		/* MBR partition slot 1 of type 0xFB (FORMAT §2.1). */
-		uint8_t mbr[512];
+		uint8_t *mbr = b + 2048;
 		r = vmfs_bdev_read(e->bd, mbr, 512, 0);
 		if (r)
 			goto io;
@@ -317,6 +351,7 @@ int vmfs_volume_open_bdevs(struct vmfs_bdev **bdevs, int n, const struct vmfs_vo
 	}
 	v->log = o->log;
 	v->log_ctx = o->log_ctx;
+	v->direct = (o->bdev_flags & VMFS_BDEV_DIRECT) != 0;
 	for (i = 0; i < n; i++)
 		v->ext[i].bd = bdevs[i];
 	v->n = n;

@@ -43,7 +43,9 @@ struct vmfs_volume_info {
 };
 
 struct vmfs_volume_opts {
-	unsigned bdev_flags;         /* VMFS_BDEV_RDONLY, VMFS_BDEV_DIRECT */
+	unsigned bdev_flags;         /* VMFS_BDEV_RDONLY, VMFS_BDEV_DIRECT (with open_bdevs:
+	                                say DIRECT if the devices use O_DIRECT; the LV then
+	                                bounces buffers that are not 4 KiB aligned) */
 	vmfs_log_fn log;             /* NULL: errors to stderr */
 	void *log_ctx;
 	int allow_missing;           /* open even if fewer extents than numDevs (reads of
