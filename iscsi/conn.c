@@ -150,7 +150,7 @@ static void send_scsi_rsp(struct conn *c, uint32_t itt, struct scsi_task *t, uin
 
 static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
 		    unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out, uint32_t out_len,
-		    bool wr)
+		    bool wr, uint32_t wedtl)
 {
 	struct scsi_task t = { 0 };
 	struct iovec stackv[64], *iov = stackv;
@@ -270,7 +270,7 @@ static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 		send_scsi_rsp(c, itt, &t, edtl, t.status == SAM_GOOD ? t.in_len : edtl,
 			      t.status == SAM_GOOD, datasn);
 	} else {
-		send_scsi_rsp(c, itt, &t, edtl, t.xfer_len, t.residual_set, datasn);
+		send_scsi_rsp(c, itt, &t, wr ? wedtl : edtl, t.xfer_len, t.residual_set, datasn);
 	}
 done:
 	if (iov != stackv)
@@ -338,8 +338,20 @@ static void wtask_done(struct conn *c, int i)
 
 	put_be64(lunf, w->lun_raw);
 	execute(c, w->itt, lunf, w->cdb, w->cdb_len, w->read_too, w->read_edtl, w->buf, w->edtl,
-		true);
+		true, w->edtl);
 	wtask_free(c, i);
+}
+
+/* A Data-Out out of sequence: the task ends with CHECK CONDITION, ABORTED
+ * COMMAND (the session stays; later Data-Out PDUs of the task are dropped). */
+static int data_out_error(struct conn *c, int i, uint16_t asc)
+{
+	struct scsi_task t = { .lun = NULL };
+
+	scsi_set_sense(&t, SK_ABORTED_COMMAND, asc);
+	send_scsi_rsp(c, c->wt[i]->itt, &t, c->wt[i]->edtl, 0, false, 0);
+	wtask_free(c, i);
+	return 0;
 }
 
 static int data_out(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
@@ -353,10 +365,12 @@ static int data_out(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 		return 0; /* aborted or already failed: drop the data */
 	w = c->wt[i];
 	if (off != w->received || dsl > w->edtl - off)
-		return -EPROTO;
+		return data_out_error(c, i, ASC_DATA_OFFSET_ERROR);
 	if (ttt == 0xffffffffu) {
-		if (off + dsl > w->unsol_end || datasn != w->unsol_datasn++)
-			return -EPROTO;
+		if (off + dsl > w->unsol_end)
+			return data_out_error(c, i, ASC_DATA_OFFSET_ERROR);
+		if (datasn != w->unsol_datasn++)
+			return data_out_error(c, i, ASC_DATA_PHASE_ERROR);
 	} else {
 		struct r2t *r = NULL;
 		int k;
@@ -365,10 +379,12 @@ static int data_out(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 			if (w->r2t[k].ttt == ttt)
 				break;
 		if (k == w->nr2t)
-			return -EPROTO;
+			return data_out_error(c, i, ASC_DATA_PHASE_ERROR);
 		r = &w->r2t[k];
-		if (off < r->off || off + dsl > r->off + r->len || datasn != r->datasn++)
-			return -EPROTO;
+		if (off < r->off || off + dsl > r->off + r->len)
+			return data_out_error(c, i, ASC_DATA_OFFSET_ERROR);
+		if (datasn != r->datasn++)
+			return data_out_error(c, i, ASC_DATA_PHASE_ERROR);
 		r->got += dsl;
 		if (r->got == r->len) {
 			w->r2t[k] = w->r2t[--w->nr2t];
@@ -455,7 +471,7 @@ static int scsi_cmd(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 		return 0;
 	}
 	if (!wr || !edtl) {
-		execute(c, itt, h + 8, cdb, cdb_len, rd, rd ? read_edtl : 0, NULL, 0, wr);
+		execute(c, itt, h + 8, cdb, cdb_len, rd, rd ? read_edtl : 0, NULL, 0, wr, 0);
 		return 0;
 	}
 	if (edtl > MAX_EDTL || c->nwt >= MAX_WTASKS || (!fin && dsl == edtl)) {
@@ -468,7 +484,7 @@ static int scsi_cmd(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 		return 0;
 	}
 	if (dsl == edtl) { /* everything came as immediate data: no copy */
-		execute(c, itt, h + 8, cdb, cdb_len, rd && wr, rd && wr ? read_edtl : 0, data, dsl, true);
+		execute(c, itt, h + 8, cdb, cdb_len, rd, rd ? read_edtl : 0, data, dsl, true, edtl);
 		return 0;
 	}
 	if (find_wtask(c, itt) >= 0) {
@@ -552,8 +568,10 @@ static int tmf(struct conn *c, uint8_t *h)
 			wtask_free(c, i);
 			r[2] = 0;
 		} else {
-			/* Already completed (we run commands as they arrive). */
-			r[2] = sn_lt(get_be32(h + 32), get_be32(h + 24)) || bhs_immediate(h) ? 0 : 1;
+			/* Commands run as they arrive: a RefCmdSN we have seen
+			 * was completed; one not yet seen counts as received
+			 * and aborted (§11.5.1). */
+			r[2] = sn_lt(get_be32(h + 32), c->exp_cmdsn) ? 1 : 0;
 		}
 		break;
 	case 2: /* ABORT TASK SET */

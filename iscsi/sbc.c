@@ -11,7 +11,7 @@
 #include "scsi.h"
 
 #define MAX_XFER_BYTES (8u << 20)
-#define MAX_WS_BLOCKS 0x400000u
+#define MAX_WS_BLOCKS 0xffffu
 
 void scsi_set_sense_info(struct scsi_task *t, uint8_t key, uint16_t asc, uint64_t info);
 
@@ -62,6 +62,16 @@ static bool out_len_ok(struct scsi_task *t, uint64_t bytes)
 	return true;
 }
 
+/* Whole blocks of data-out that the command can use. */
+static uint64_t short_xfer(struct scsi_task *t, uint64_t n)
+{
+	uint64_t have = t->out_len >> t->lun->block_shift;
+
+	t->xfer_len = (uint32_t)(n << t->lun->block_shift);
+	t->residual_set = true;
+	return have < n ? have : n;
+}
+
 static int maybe_flush(struct scsi_task *t, bool fua)
 {
 	if (fua || !t->lun->wce)
@@ -92,6 +102,9 @@ static void read_capacity16(struct scsi_task *t)
 
 	put_be64(d, l->nblocks - 1);
 	put_be32(d + 8, l->block_size);
+	/* LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT stays 0: GET LBA STATUS
+	 * reports in logical blocks, and libiscsi's UnmapSingle test assumes
+	 * LBPPB == 1 for its unaligned queries. */
 	if (l->bs->thin)
 		d[14] = 0x80 | 0x40; /* LBPME, LBPRZ */
 	scsi_copy_in(t, d, alloc < 32 ? alloc : 32);
@@ -287,9 +300,13 @@ static void cmd_write(struct scsi_task *t, bool atomic)
 		scsi_set_sense(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_CDB);
 		return;
 	}
-	if (!write_allowed(t) || !out_len_ok(t, x.n << l->block_shift))
+	if (!write_allowed(t))
 		return;
-	do_write(t, x.lba, x.n, x.fua, atomic);
+	if (atomic && !out_len_ok(t, x.n << l->block_shift))
+		return;
+	/* iSCSI EDTL and the CDB disagree: write what both cover, report
+	 * the residual (SAM-5 5.3.2 / RFC 7143 11.4.5). */
+	do_write(t, x.lba, short_xfer(t, x.n), x.fua, atomic);
 }
 
 /* Compare the medium at lba with @buf (n blocks); -1 equal, else offset. */
@@ -379,17 +396,9 @@ static void cmd_write_verify(struct scsi_task *t)
 		scsi_set_sense(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_CDB);
 		return;
 	}
-	if (!write_allowed(t) || !out_len_ok(t, x.n << l->block_shift))
+	if (!write_allowed(t))
 		return;
-	do_write(t, x.lba, x.n, true, false);
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
+	do_write(t, x.lba, short_xfer(t, x.n), true, false);
 }
 
 static void cmd_write_same(struct scsi_task *t)
@@ -411,7 +420,7 @@ static void cmd_write_same(struct scsi_task *t)
 		lba = get_be32(c + 2);
 		n = get_be16(c + 7);
 	}
-	if ((c[1] >> 5) || anchor || (c[1] & 0x06)) {
+	if ((c[1] >> 5) || anchor || (c[1] & 0x06) || (unmap && !l->bs->thin)) {
 		scsi_set_sense(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_CDB);
 		return;
 	}
@@ -419,7 +428,7 @@ static void cmd_write_same(struct scsi_task *t)
 		return;
 	if (n == 0)
 		n = l->nblocks - lba;
-	else if (n > MAX_WS_BLOCKS) {
+	if (n > MAX_WS_BLOCKS) {
 		scsi_set_sense(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_CDB);
 		return;
 	}
@@ -441,7 +450,9 @@ static void cmd_write_same(struct scsi_task *t)
 	}
 	if (!n)
 		goto out;
-	if (unmap && l->bs->thin && all_zero(pat, l->block_size)) {
+	/* UNMAP on a thin LUN deallocates whatever the data; LBPRZ says
+	 * such blocks read back as zeros. */
+	if (unmap && l->bs->thin) {
 		pthread_rwlock_rdlock(&l->io_lock);
 		r = l->bs->ops->unmap(l->bs, lba << l->block_shift, n << l->block_shift);
 		pthread_rwlock_unlock(&l->io_lock);
@@ -546,8 +557,13 @@ static void cmd_compare_and_write(struct scsi_task *t)
 	}
 	if (!range_ok(t, lba, n))
 		return;
-	if (!n)
+	if (!n) {
+		/* 0 blocks is a no-op, but data-out with it means the
+		 * initiator meant more than the 8-bit field can say */
+		if (t->out_len)
+			scsi_set_sense(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_CDB);
 		return;
+	}
 	if (!write_allowed(t) || !out_len_ok(t, 2 * bytes))
 		return;
 	pthread_rwlock_wrlock(&l->io_lock);

@@ -177,7 +177,7 @@ void scsi_lun_reset(struct scsi_lun *lun, const char *issuer)
 	lun->restricted = lun->pr_res || lun->nregs;
 	pthread_mutex_unlock(&lun->lock);
 	if (lun->ua_fn)
-		lun->ua_fn(lun->ua_arg, lun, NULL, issuer, ASC_BUS_DEVICE_RESET);
+		lun->ua_fn(lun->ua_arg, lun, NULL, NULL, ASC_BUS_DEVICE_RESET);
 }
 
 void scsi_nexus_lost(struct scsi_lun *lun, const char *nexus)

@@ -191,7 +191,7 @@ static void inquiry_vpd(struct scsi_task *t, uint8_t page, uint32_t alloc)
 			put_be32(d + 28, 4096 >> l->block_shift ? 4096 >> l->block_shift : 1);
 			put_be32(d + 32, 0x80000000u);      /* UGAVALID, alignment 0 */
 		}
-		put_be64(d + 36, 0x400000);                 /* max WRITE SAME blocks */
+		put_be64(d + 36, 0xffff);                   /* max WRITE SAME blocks */
 		put_be32(d + 44, (1u << 20) >> l->block_shift); /* max atomic transfer */
 		put_be32(d + 48, 1);                        /* atomic alignment */
 		put_be32(d + 52, 1);                        /* atomic granularity */
