@@ -43,6 +43,7 @@ int vmfs_fs_open(struct vmfs_volume *vol, const struct vmfs_fs_opts *o, struct v
 		return -ENOMEM;
 	fs->vol = vol;
 	fs->bd = vmfs_volume_bdev(vol);
+	pthread_mutex_init(&fs->txn_lock, NULL);
 	fs->flags = o->flags;
 	fs->log = o->log;
 	fs->log_ctx = o->log_ctx;
@@ -113,6 +114,7 @@ int vmfs_fs_open(struct vmfs_volume *vol, const struct vmfs_fs_opts *o, struct v
 	return 0;
 fail:
 	res_close_all(fs);
+	pthread_mutex_destroy(&fs->txn_lock);
 	free(fs->zero_block);
 	free(fs);
 	return e;
@@ -157,6 +159,7 @@ void vmfs_fs_close(struct vmfs_fs *fs)
 	res_close_all(fs);
 	if (fs->own_vol)
 		vmfs_volume_close(fs->vol);
+	pthread_mutex_destroy(&fs->txn_lock);
 	free(fs->zero_block);
 	free(fs);
 }

@@ -2,6 +2,7 @@
 #ifndef VMFS_FS_INTERNAL_H
 #define VMFS_FS_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,6 +39,7 @@ struct vmfs_fs {
 	struct vmfs_res res[VMFS_RES_COUNT];
 	uint32_t gen_counter;
 	uint8_t *zero_block;      /* bs bytes of zeros */
+	pthread_mutex_t txn_lock; /* one metadata transaction at a time in this process */
 	char last_error[512];
 };
 

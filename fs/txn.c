@@ -16,6 +16,7 @@ void txn_init(struct vmfs_txn *t, struct vmfs_fs *fs)
 {
 	memset(t, 0, sizeof(*t));
 	t->fs = fs;
+	pthread_mutex_lock(&fs->txn_lock);
 }
 
 static struct vmfs_txn_sector *find_sec(struct vmfs_txn *t, uint64_t off)
@@ -140,6 +141,7 @@ static void release(struct vmfs_txn *t)
 	t->locks = NULL;
 	t->secs = NULL;
 	t->ninodes = t->nlocks = t->nsecs = 0;
+	pthread_mutex_unlock(&fs->txn_lock);
 }
 
 static int cmp_sec(const void *a, const void *b)
