@@ -38,6 +38,7 @@ struct vmfs_hb {
 	uint64_t t0;
 
 	pthread_mutex_t mu;          /* slot, gen, last, stamps, thread state */
+	pthread_mutex_t renew_mu;    /* one own-slot renewal at a time */
 	pthread_cond_t cv;
 	int slot;
 	uint64_t gen;
@@ -232,6 +233,7 @@ int vmfs_hb_create(struct vmfs_bdev *bd, const struct vmfs_hb_opts *o, struct vm
 	hb->slot = -1;
 	hb->t0 = vmfs_now_us();
 	pthread_mutex_init(&hb->mu, NULL);
+	pthread_mutex_init(&hb->renew_mu, NULL);
 	pthread_mutex_init(&hb->obs_mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -255,6 +257,7 @@ void vmfs_hb_destroy(struct vmfs_hb *hb)
 	vmfs_hb_leave(hb);
 	pthread_cond_destroy(&hb->cv);
 	pthread_mutex_destroy(&hb->mu);
+	pthread_mutex_destroy(&hb->renew_mu);
 	pthread_mutex_destroy(&hb->obs_mu);
 	free(hb);
 }
@@ -520,7 +523,9 @@ static void *renew_main(void *arg)
 			}
 			continue;
 		}
+		pthread_mutex_lock(&hb->renew_mu);
 		r = renew_once(hb, nb, cur);
+		pthread_mutex_unlock(&hb->renew_mu);
 		if (r == -ESTALE) {
 			lost(hb, cur);
 			continue;
@@ -569,6 +574,37 @@ static void *monitor_main(void *arg)
 	}
 	pthread_mutex_unlock(&hb->mu);
 	return NULL;
+}
+
+int vmfs_hb_set_journal(struct vmfs_hb *hb, uint64_t off, uint64_t len, uint32_t block)
+{
+	uint8_t *nb = xalloc(512), *cur = xalloc(512);
+	int r = 0;
+
+	if (!hb || off % VMFS_SECTOR_SIZE || len % VMFS_SECTOR_SIZE) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (!nb || !cur) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&hb->renew_mu);
+	pthread_mutex_lock(&hb->mu);
+	hb->o.journal_off = off;
+	hb->o.journal_len = len;
+	hb->o.journal_block = block;
+	pthread_mutex_unlock(&hb->mu);
+	if (vmfs_hb_slot(hb) >= 0) {
+		r = renew_once(hb, nb, cur);   /* on disk before the caller's first commit */
+		if (r == -ESTALE)
+			r = -ESHUTDOWN;            /* the renewal thread will notice and rejoin */
+	}
+	pthread_mutex_unlock(&hb->renew_mu);
+out:
+	free(nb);
+	free(cur);
+	return r;
 }
 
 int vmfs_hb_join(struct vmfs_hb *hb)

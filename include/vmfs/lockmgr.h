@@ -190,6 +190,11 @@ void vmfs_hb_destroy(struct vmfs_hb *hb);
 
 /** Join: take a free slot with ATS and start renewing it every hb_interval. */
 int vmfs_hb_join(struct vmfs_hb *hb);
+/** Record (another) journal region in our slot: takes effect at once with a
+ *  synchronous renewal (so it is on disk before the first commit to it), and
+ *  in every later renewal and rejoin.  For hosts that allocate their journal
+ *  on the volume after joining. */
+int vmfs_hb_set_journal(struct vmfs_hb *hb, uint64_t off, uint64_t len, uint32_t block);
 /** Clean leave: stop renewing, free the slot with seq+1. */
 int vmfs_hb_leave(struct vmfs_hb *hb);
 

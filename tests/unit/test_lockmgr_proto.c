@@ -145,6 +145,12 @@ static void test_join_leave(void **st)
 	assert_int_equal(s.journal_off, 0x2000000);
 	assert_int_equal(s.journal_len, 0x100000);
 	stamp = s.uptime;
+	assert_int_equal(vmfs_hb_set_journal(h[1].hb, 0x2100000, 0x80000, 42), 0);
+	read_slot(1, &s);
+	assert_int_equal(s.journal_off, 0x2100000);
+	assert_int_equal(s.journal_len, 0x80000);
+	assert_int_equal(s.journal_block, 42);
+	assert_true(s.uptime > stamp);
 	msleep(200);
 	read_slot(1, &s);
 	assert_true(s.uptime > stamp);                /* renewed */
