@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "vmfs/fs.h"
 #include "vmfs/volume.h"
@@ -569,6 +570,66 @@ static void test_fdc_exhaustion_enospc(void **state)
 	assert_statfs_initial(e);
 }
 
+/* ---- threads --------------------------------------------------------------------- */
+struct thr {
+	struct vmfs_fs *fs;
+	uint32_t dir;
+	int id, err;
+};
+
+static void *creator(void *arg)
+{
+	struct thr *t = arg;
+	uint8_t buf[3000];
+	char n[32];
+	uint32_t a;
+
+	fill(buf, sizeof(buf), (unsigned)t->id);
+	for (int i = 0; i < 100 && !t->err; i++) {
+		snprintf(n, sizeof(n), "t%d-%d", t->id, i);
+		t->err = vmfs_create(t->fs, t->dir, n, 0644, 0, 0, &a);
+		if (!t->err && vmfs_pwrite(t->fs, a, buf, sizeof(buf), (uint64_t)i * 100000) < 0)
+			t->err = -EIO;
+	}
+	return NULL;
+}
+
+static void test_threads_share_one_fs(void **state)
+{
+	struct env *e = *state;
+	struct thr t[4];
+	pthread_t th[4];
+	struct vmfs_statfs s;
+	uint32_t d;
+	int cnt = 0;
+
+	assert_int_equal(vmfs_mkdir(e->fs, VMFS_ROOT_ADDR, "mt", 0755, 0, 0, &d), 0);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct thr){ e->fs, d, i, 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, creator, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(t[i].err, 0);
+	}
+	assert_int_equal(vmfs_readdir(e->fs, d, count_cb, &cnt), 0);
+	assert_int_equal(cnt, 402);
+	assert_int_equal(vmfs_fs_statfs(e->fs, &s), 0);
+	assert_true(s.free_fds == e->initial.free_fds - 401);
+	/* every file got blocks of its own: each reads back its own pattern */
+	for (int i = 0; i < 4; i++) {
+		uint8_t exp[3000];
+		char n[32];
+		uint32_t a;
+		fill(exp, sizeof(exp), (unsigned)i);
+		for (int k = 0; k < 100; k += 33) {
+			snprintf(n, sizeof(n), "t%d-%d", i, k);
+			assert_int_equal(vmfs_lookup(e->fs, d, n, &a), 0);
+			check_range(e->fs, a, (uint64_t)k * 100000, exp, sizeof(exp));
+		}
+	}
+}
+
 /* ---- hooks ------------------------------------------------------------------------- */
 struct hookrec {
 	int locks, unlocks, commits;
@@ -745,6 +806,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fdc_exhaustion_enospc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_threads_share_one_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hooks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_root_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
