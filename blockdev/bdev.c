@@ -1,5 +1,8 @@
 /* Block device layer: URL dispatch, argument checking, stacking. */
 #include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -223,4 +226,22 @@ int vmfs_bdev_ats(struct vmfs_bdev *bd, uint64_t off, const void *expect,
 	if (bd->info.ats == VMFS_ATS_NONE)
 		return -EOPNOTSUPP;
 	return bd->ops->ats(bd->priv, off, expect, newdata, current);
+}
+
+int vmfs_tcp_probe(const char *host, const char *port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	int fd, r;
+
+	if (getaddrinfo(host, port, &hints, &ai) || !ai)
+		return -EHOSTUNREACH;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+	} else {
+		r = connect(fd, ai->ai_addr, ai->ai_addrlen) ? -errno : 0;
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return r;
 }

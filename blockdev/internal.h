@@ -63,6 +63,9 @@ int vmfs_bdev_check_range(const struct vmfs_bdev *bd, uint64_t off, uint64_t len
  * read-only for writes.  Stores the total length in *len. */
 int vmfs_bdev_check_io(const struct vmfs_bdev *bd, const struct iovec *iov, int iovcnt,
 		       uint64_t off, bool write, size_t *len);
+/* TCP connect to host:port and close: 0 or -errno (-EHOSTUNREACH when the
+ * name does not resolve).  Turns vague transport errors into clear ones. */
+int vmfs_tcp_probe(const char *host, const char *port);
 /* Sum of iovec lengths; SIZE_MAX on overflow. */
 size_t vmfs_iov_len(const struct iovec *iov, int iovcnt);
 

@@ -24,13 +24,11 @@
  * two opens are two I_T nexuses, as two hosts would be.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -515,16 +513,14 @@ static const struct vmfs_bdev_async iscsi_async = {
 /* ---- open --------------------------------------------------------------- */
 
 /* libiscsi's connect errors are text; when they do not say why, find out
- * with a plain TCP connect to the portal ("host[:port]" or "[v6][:port]"). */
+ * with a plain TCP connect to the portal ("host[:port][,tpgt]" or "[v6]:port"). */
 static int portal_errno(const char *portal)
 {
 	char host[256], *port = NULL, *p;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	int fd, r;
 
 	snprintf(host, sizeof(host), "%s", portal);
 	if ((p = strchr(host, ',')))
-		*p = '\0'; /* ",tpgt" suffix */
+		*p = '\0';
 	if (host[0] == '[') {
 		p = strchr(host, ']');
 		if (!p)
@@ -537,17 +533,7 @@ static int portal_errno(const char *portal)
 		*p = '\0';
 		port = p + 1;
 	}
-	if (getaddrinfo(host, port && *port ? port : "3260", &hints, &ai) || !ai)
-		return -EHOSTUNREACH;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		r = -errno;
-	} else {
-		r = connect(fd, ai->ai_addr, ai->ai_addrlen) ? -errno : 0;
-		close(fd);
-	}
-	freeaddrinfo(ai);
-	return r;
+	return vmfs_tcp_probe(host, port && *port ? port : "3260");
 }
 
 static int connect_errno(const char *msg, const char *portal)

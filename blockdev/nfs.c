@@ -140,7 +140,15 @@ int vmfs_nfs_open(const char *url, const struct vmfs_bdev_open_opts *o, struct v
 	r = nfs_mount(d->nfs, u->server, u->path);
 	if (r) {
 		fprintf(stderr, "vmfs nfs: mount %s:%s: %s\n", u->server, u->path, nfs_get_error(d->nfs));
-		r = r < 0 ? r : -EIO;
+		r = r < -1 ? r : -EIO; /* libnfs returns a bare -1 on transport errors */
+		if (r == -EIO) {
+			/* libnfs says "nfs_service failed": ask TCP why (portmapper,
+			 * then the NFS port) */
+			int p1 = vmfs_tcp_probe(u->server, "111"), p2 = vmfs_tcp_probe(u->server, "2049");
+
+			if (p1 && p2)
+				r = p1;
+		}
 		goto fail;
 	}
 	flags = rdonly ? O_RDONLY : O_RDWR;

@@ -54,7 +54,7 @@ class TgtTarget:
         with open(self.backing, "wb") as f:
             f.truncate(size)
         self.port = free_tcp_port()
-        self.cport = 20000 + os.getpid() % 20000
+        self.cport = 1000 + os.getpid() % 30000  # tgtd accepts -C up to 32767
         while os.path.exists(f"/var/run/tgtd/socket.{self.cport}"):
             self.cport += 1
         self.log = open(self.dir / "tgtd.log", "w")
