@@ -155,7 +155,7 @@ static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	struct scsi_task t = { 0 };
 	struct iovec stackv[64], *iov = stackv;
 	size_t base = c->tx_len, seg_hdr = ISCSI_BHS_LEN + (c->hdigest ? 4 : 0);
-	uint32_t seg = c->mrdsl_out, nseg = 0, actual, datasn = 0;
+	uint32_t seg = c->mrdsl_out, nseg = 0, actual, datasn = 0, cap = edtl;
 	int lun = decode_lun(lunf);
 	struct lun_slot *ls = lun >= 0 ? tgt_lun_get(c, (uint16_t)lun) : NULL;
 
@@ -172,15 +172,19 @@ static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	t.take_ua = conn_take_ua;
 	t.ua_arg = c;
 	if (rd && edtl) {
-		/* Lay out Data-In PDUs for the whole expected length: each
+		/* Lay out Data-In PDUs for the expected length (no command
+		 * returns more than MAX_DATAIN, whatever EDTL claims): each
 		 * segment is at most the initiator's MRDSL and never crosses a
 		 * MaxBurstLength boundary. */
 		uint32_t off = 0;
 
+		if (cap > MAX_DATAIN)
+			cap = MAX_DATAIN;
+
 		nseg = 0;
-		for (uint32_t o = 0; o < edtl; nseg++) {
+		for (uint32_t o = 0; o < cap; nseg++) {
 			uint32_t in_burst = c->max_burst - (o % c->max_burst);
-			uint32_t l = edtl - o < seg ? edtl - o : seg;
+			uint32_t l = cap - o < seg ? cap - o : seg;
 
 			o += l < in_burst ? l : in_burst;
 		}
@@ -191,7 +195,7 @@ static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 		}
 		for (uint32_t i = 0; i < nseg; i++) {
 			uint32_t in_burst = c->max_burst - (off % c->max_burst);
-			uint32_t l = edtl - off < seg ? edtl - off : seg;
+			uint32_t l = cap - off < seg ? cap - off : seg;
 			uint8_t *p;
 
 			if (l > in_burst)
@@ -207,12 +211,12 @@ static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 			iov[i].iov_base = c->tx + (uintptr_t)iov[i].iov_base;
 		t.in_iov = iov;
 		t.in_iovcnt = (int)nseg;
-		t.in_cap = edtl;
+		t.in_cap = cap;
 	}
 	scsi_exec(&t);
 	actual = 0;
 	if (t.status == SAM_GOOD && rd)
-		actual = t.in_len < edtl ? t.in_len : edtl;
+		actual = t.in_len < cap ? t.in_len : cap;
 	if (rd && edtl) {
 		/* Fill the headers of the segments that carry data. */
 		uint32_t off = 0;
@@ -442,25 +446,30 @@ static int scsi_cmd(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 		unsigned len, type, size;
 
 		if (ahs - p < 4)
-			return -EPROTO;
+			goto bad_ahs;
 		len = get_be16(a + p);
 		type = a[p + 2];
 		size = pad4(3 + len);
 		if (len < 2 || size > ahs - p)
-			return -EPROTO;
+			goto bad_ahs;
 		if (type == 1) {
 			if (len - 1 > sizeof(cdb) - 16)
-				return -EPROTO;
+				goto bad_ahs;
 			memcpy(cdb + 16, a + p + 4, len - 1);
 			cdb_len = 16 + len - 1;
 		} else if (type == 2) {
 			if (len != 5)
-				return -EPROTO;
+				goto bad_ahs;
 			read_edtl = get_be32(a + p + 4);
 		} else {
-			return -EPROTO;
+			goto bad_ahs;
 		}
 		p += size;
+	}
+	if (0) {
+bad_ahs:
+		send_reject(c, h, REJ_INVALID_FIELD);
+		return 0;
 	}
 	if (cdb_len == 16)
 		cdb_len = cdb_length(cdb[0]);

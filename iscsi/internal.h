@@ -17,6 +17,7 @@
 #define MAX_BURST_LIMIT 16776192u
 #define MAX_WTASKS 256
 #define MAX_EDTL (16u << 20)         /* largest write we buffer */
+#define MAX_DATAIN (16u << 20)       /* largest data-in we lay out */
 #define MAX_R2T_LIMIT 16
 
 struct lun_slot {

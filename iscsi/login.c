@@ -454,8 +454,13 @@ int login_pdu(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 	if (n.ddigest >= 0)
 		c->login_ddigest = n.ddigest;
 	if (transit && csg == 0 && c->need_chap && c->auth != 2) {
-		login_fail(c, h, LS_AUTH_FAIL, "CHAP not completed");
-		goto out;
+		/* The target decides when to leave the security stage: keep
+		 * the initiator here while the CHAP exchange runs. */
+		if (!n.auth_method && !n.chap_a) {
+			login_fail(c, h, LS_AUTH_FAIL, "CHAP not completed");
+			goto out;
+		}
+		transit = false;
 	}
 	if (transit && nsg == 3) {
 		struct iscsi_srv *s = c->srv;
