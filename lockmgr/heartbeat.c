@@ -50,6 +50,7 @@ struct vmfs_hb {
 	_Atomic uint64_t deadline;   /* fence deadline (us, monotonic); 0 = fenced */
 	_Atomic uint64_t epoch;
 	_Atomic bool fenced;         /* announced */
+	_Atomic bool joined_once;
 
 	pthread_mutex_t obs_mu;
 	struct obs obs[VMFS_HB_NSLOTS];
@@ -402,6 +403,7 @@ static int do_join(struct vmfs_hb *hb)
 		memcpy(hb->last, nb, VMFS_HB_SLOT_SIZE);
 		atomic_store(&hb->deadline, submit + hb->to.fence_us);
 		atomic_store(&hb->fenced, false);
+		atomic_store(&hb->joined_once, true);
 		pthread_cond_broadcast(&hb->cv);
 		pthread_mutex_unlock(&hb->mu);
 		observe(hb, i, &ns, vmfs_now_us());
@@ -945,22 +947,21 @@ out:
 
 struct guard {
 	struct vmfs_bdev *lower;
-	_Atomic(struct vmfs_hb *) hb;
+	struct vmfs_hb *hb;
+	uint64_t hb_off;            /* device offset of the heartbeat region, or UINT64_MAX */
+	bool reads_before_join;
 };
 
-static bool hb_range(uint64_t off, uint64_t len)
+static bool guard_ok(struct guard *g, uint64_t off, uint64_t len, bool read)
 {
-	return off >= VMFS_HB_REGION_OFF && len <= VMFS_HB_REGION_LEN &&
-	       off - VMFS_HB_REGION_OFF <= VMFS_HB_REGION_LEN - len;
-}
+	struct vmfs_hb *hb = g->hb;
 
-static bool guard_ok(struct guard *g, uint64_t off, uint64_t len)
-{
-	struct vmfs_hb *hb = atomic_load(&g->hb);
-
-	if (hb_range(off, len))
+	if (g->hb_off != UINT64_MAX && off >= g->hb_off && len <= VMFS_HB_REGION_LEN &&
+	    off - g->hb_off <= VMFS_HB_REGION_LEN - len)
 		return true;
-	return hb && vmfs_hb_io_allowed(hb);
+	if (read && g->reads_before_join && !atomic_load(&hb->joined_once))
+		return true;
+	return vmfs_hb_io_allowed(hb);
 }
 
 static uint64_t iov_total(const struct iovec *iov, int n)
@@ -976,7 +977,7 @@ static int guard_readv(void *priv, const struct iovec *iov, int n, uint64_t off)
 {
 	struct guard *g = priv;
 
-	if (!guard_ok(g, off, iov_total(iov, n)))
+	if (!guard_ok(g, off, iov_total(iov, n), true))
 		return -EIO;
 	return vmfs_bdev_readv(g->lower, iov, n, off);
 }
@@ -985,7 +986,7 @@ static int guard_writev(void *priv, const struct iovec *iov, int n, uint64_t off
 {
 	struct guard *g = priv;
 
-	if (!guard_ok(g, off, iov_total(iov, n)))
+	if (!guard_ok(g, off, iov_total(iov, n), false))
 		return -EIO;
 	return vmfs_bdev_writev(g->lower, iov, n, off);
 }
@@ -994,7 +995,7 @@ static int guard_flush(void *priv)
 {
 	struct guard *g = priv;
 
-	if (!guard_ok(g, 0, 1))
+	if (!guard_ok(g, UINT64_MAX - 1, 1, false))
 		return -EIO;
 	return vmfs_bdev_flush(g->lower);
 }
@@ -1003,7 +1004,7 @@ static int guard_discard(void *priv, uint64_t off, uint64_t len)
 {
 	struct guard *g = priv;
 
-	if (!guard_ok(g, off, len))
+	if (!guard_ok(g, off, len, false))
 		return -EIO;
 	return vmfs_bdev_discard(g->lower, off, len);
 }
@@ -1012,7 +1013,7 @@ static int guard_ats(void *priv, uint64_t off, const void *e, const void *n, voi
 {
 	struct guard *g = priv;
 
-	if (!guard_ok(g, off, 512))
+	if (!guard_ok(g, off, 512, false))
 		return -EIO;
 	return vmfs_bdev_ats(g->lower, off, e, n, c);
 }
@@ -1027,25 +1028,37 @@ static const struct vmfs_bdev_ops guard_ops = {
 	.discard = guard_discard, .ats = guard_ats, .close = guard_close,
 };
 
-int vmfs_hb_guard_wrap(struct vmfs_hb *hb, struct vmfs_bdev *lower, struct vmfs_bdev **out)
+int vmfs_hb_guard_wrap_opts(struct vmfs_hb *hb, struct vmfs_bdev *lower,
+			    const struct vmfs_hb_guard_opts *o, struct vmfs_bdev **out)
 {
 	struct vmfs_bdev_info info;
 	struct guard *g;
 	int r;
 
-	if (!lower || !out)
+	if (!hb || !lower || !o || !out)
+		return -EINVAL;
+	if (o->hb_region_off != UINT64_MAX && o->hb_region_off % VMFS_SECTOR_SIZE)
 		return -EINVAL;
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	g->lower = lower;
-	atomic_store(&g->hb, hb);
+	g->hb = hb;
+	g->hb_off = o->hb_region_off;
+	g->reads_before_join = o->reads_before_join;
 	info = *vmfs_bdev_get_info(lower);
 	snprintf(info.kind, sizeof(info.kind), "guard");
 	r = vmfs_bdev_create(&guard_ops, g, &info, vmfs_bdev_uri(lower), out);
 	if (r)
 		free(g);
 	return r;
+}
+
+int vmfs_hb_guard_wrap(struct vmfs_hb *hb, struct vmfs_bdev *lower, struct vmfs_bdev **out)
+{
+	struct vmfs_hb_guard_opts o = { .hb_region_off = VMFS_HB_REGION_OFF };
+
+	return vmfs_hb_guard_wrap_opts(hb, lower, &o, out);
 }
 
 int vmfs_hb_set_bdev(struct vmfs_hb *hb, struct vmfs_bdev *bd)

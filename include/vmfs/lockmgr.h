@@ -220,6 +220,17 @@ uint64_t vmfs_hb_fence_deadline(const struct vmfs_hb *hb);
  *  the volume), so that a request delayed on the way is checked when it
  *  would reach the disk.  Does not take ownership of @lower or @hb. */
 int vmfs_hb_guard_wrap(struct vmfs_hb *hb, struct vmfs_bdev *lower, struct vmfs_bdev **out);
+struct vmfs_hb_guard_opts {
+	/* Device offset of the heartbeat region on @lower (heartbeat I/O always
+	 * passes), UINT64_MAX if the region is not on this device.  For a VMFS
+	 * extent holding LV segment 0: 0x1100000 + 0x300000. */
+	uint64_t hb_region_off;
+	/* Let reads through before the first join (to open the volume's headers). */
+	bool reads_before_join;
+};
+/** Same, for a guard on one physical extent under the volume (one per extent). */
+int vmfs_hb_guard_wrap_opts(struct vmfs_hb *hb, struct vmfs_bdev *lower,
+			    const struct vmfs_hb_guard_opts *o, struct vmfs_bdev **out);
 /* Typical stack for a host: file = vmfs_bdev_open(); vmfs_hb_create(NULL, ...);
  * vmfs_hb_guard_wrap(hb, file, &g); [fault or volume device over g = top];
  * vmfs_hb_set_bdev(hb, top); vmfs_hb_join(hb); locks and journal use top. */

@@ -606,6 +606,42 @@ static void test_reclaim_own(void **st)
 	vmfs_bdev_close(bd);
 }
 
+/* The guard on an extent: heartbeat region at a device offset; reads allowed
+ * before the first join, nothing else; everything after; only the region
+ * once the heartbeat is gone. */
+static void test_guard_opts(void **st)
+{
+	struct vmfs_hb_opts o = { .io_timeout_us = IO_TIMEOUT, .quiet = true };
+	struct vmfs_hb_guard_opts go = { .hb_region_off = 0x1000000, .reads_before_join = true };
+	struct vmfs_bdev *bd, *g;
+	struct vmfs_hb *hb;
+	uint8_t b[512] = { 0 }, c[512];
+
+	(void)st;
+	assert_int_equal(vmfs_bdev_open(path, 0, &bd), 0);
+	assert_int_equal(vmfs_hb_create(bd, &o, &hb), 0);
+	go.hb_region_off = 100;
+	assert_int_equal(vmfs_hb_guard_wrap_opts(hb, bd, &go, &g), -EINVAL);
+	go.hb_region_off = 0x1000000;
+	assert_int_equal(vmfs_hb_guard_wrap_opts(hb, bd, &go, &g), 0);
+	assert_string_equal(vmfs_bdev_get_info(g)->kind, "guard");
+	assert_int_equal(vmfs_bdev_read(g, c, 512, 0x2000000), 0);
+	assert_int_equal(vmfs_bdev_write(g, b, 512, 0x2000000), -EIO);
+	assert_int_equal(vmfs_bdev_ats(g, 0x2000000, b, b, NULL), -EIO);
+	assert_int_equal(vmfs_bdev_flush(g), -EIO);
+	assert_int_equal(vmfs_bdev_write(g, b, 512, 0x1000000 + 0xFFE00), 0);   /* region */
+	assert_int_equal(vmfs_bdev_write(g, b, 1024, 0x1000000 + 0xFFE00), -EIO); /* crosses its end */
+	assert_int_equal(vmfs_hb_join(hb), 0);
+	assert_int_equal(vmfs_bdev_write(g, b, 512, 0x2000000), 0);
+	assert_int_equal(vmfs_bdev_flush(g), 0);
+	assert_int_equal(vmfs_hb_leave(hb), 0);
+	assert_int_equal(vmfs_bdev_read(g, c, 512, 0x2000000), -EIO);   /* joined once: no more */
+	assert_int_equal(vmfs_bdev_read(g, c, 512, 0x1000000), 0);
+	vmfs_bdev_close(g);
+	vmfs_hb_destroy(hb);
+	vmfs_bdev_close(bd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -617,6 +653,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fence_unfence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_own, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guard_opts, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
