@@ -41,6 +41,7 @@ struct vmfs_req {
 	void *arg;
 	int result;
 	unsigned retries;         /* backend use (e.g. RESERVATION CONFLICT) */
+	int64_t due_us;           /* backend use: when to retry */
 	void *be;                 /* backend use (e.g. the libiscsi task) */
 	struct vmfs_req *next;
 	struct iovec iov_inline[4];

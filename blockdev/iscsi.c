@@ -57,6 +57,7 @@ struct iscsi_dev {
 	pthread_mutex_t ctx_lock;
 	pthread_mutex_t ats_lock;
 	unsigned seed;
+	struct vmfs_req *retry;   /* async requests waiting out a conflict (ctx_lock) */
 };
 
 enum cmd { C_READ, C_WRITE, C_SYNC, C_UNMAP, C_RESERVE, C_RELEASE, C_CAW, C_RC16, C_VPD };
@@ -73,12 +74,17 @@ struct cmd_args {
 	struct unmap_list ul;
 };
 
-static int64_t now_ms(void)
+static int64_t now_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t now_ms(void)
+{
+	return now_us() / 1000;
 }
 
 static void sleep_us(unsigned us)
@@ -455,13 +461,42 @@ static void async_cb(struct iscsi_context *ctx, int status, void *command_data, 
 	(void)status;
 	if (t)
 		scsi_free_scsi_task(t);
-	if ((res == -EBUSY && r->retries < 100000) || (res == -EAGAIN && r->retries < VMFS_ISCSI_RETRIES)) {
+	if ((res == -EBUSY && r->retries < 8000) || (res == -EAGAIN && r->retries < VMFS_ISCSI_RETRIES)) {
+		/* resend from the poll loop after the same randomised backoff as
+		 * the sync path (8000 tries ~ VMFS_ISCSI_CONFLICT_MS) */
+		unsigned backoff = r->retries < 7 ? 50u << r->retries : 5000u;
+
 		r->retries++;
-		res = async_send(d, r);
-		if (res == 0)
-			return;
+		r->due_us = now_us() + backoff / 2 + (unsigned)rand_r(&d->seed) % backoff;
+		r->next = d->retry;
+		d->retry = r;
+		return;
 	}
 	vmfs_req_done(r, res);
+}
+
+/* Called with ctx_lock held: resend the retries that are due; returns the
+ * microseconds until the next one (-1: none). */
+static int64_t resend_due(struct iscsi_dev *d)
+{
+	struct vmfs_req **pp = &d->retry;
+	int64_t now = now_us(), next = -1;
+
+	while (*pp) {
+		struct vmfs_req *r = *pp;
+
+		if (r->due_us > now) {
+			if (next < 0 || r->due_us - now < next)
+				next = r->due_us - now;
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		r->next = NULL;
+		if (async_send(d, r))
+			vmfs_req_done(r, -ENOMEM);
+	}
+	return next;
 }
 
 static int iscsi_async_start(void *priv, struct vmfs_req *r)
@@ -486,11 +521,15 @@ static int iscsi_async_wait(void *priv, int timeout_ms)
 {
 	struct iscsi_dev *d = priv;
 	struct pollfd p;
+	int64_t next;
 	int r = 0, n;
 
 	if (timeout_ms < 0 || timeout_ms > 10)
 		timeout_ms = 10; /* the caller loops; other threads get the context */
 	pthread_mutex_lock(&d->ctx_lock);
+	next = resend_due(d);
+	if (next >= 0 && next / 1000 < timeout_ms)
+		timeout_ms = (int)(next / 1000);
 	p.fd = iscsi_get_fd(d->ctx);
 	p.events = (short)iscsi_which_events(d->ctx);
 	p.revents = 0;

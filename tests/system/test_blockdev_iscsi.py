@@ -72,3 +72,22 @@ def test_iscsi_open_errors(tgt_target):
         p, kv = run_rt(url)
         assert p.returncode == 1, url
         assert kv.get("open_error") == err, (url, p.stdout, p.stderr)
+
+
+def test_iscsi_io_during_reservations(tgt_target):
+    """While other initiators hold SCSI-2 reservations for their ATS, our sync
+    and async reads/writes get RESERVATION CONFLICT and must retry it, not
+    fail; the counter beside them stays exact."""
+    counters = [subprocess.Popen([prog_path("bdev_counter"), tgt_target.url, "8192", "400"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    try:
+        for _ in range(3):
+            p, kv = run_rt(tgt_target.url)
+            assert p.returncode == 0, p.stderr
+            assert kv["sync"] == "ok" and kv["async"] == "ok" and kv["ats_rt"] == "ok"
+    finally:
+        outs = [c.communicate(timeout=120) for c in counters]
+    for c, (_, err) in zip(counters, outs):
+        assert c.returncode == 0, err
+    assert counter_in(tgt_target.backing, 8192) == 800
