@@ -90,7 +90,7 @@ static int tx_flush(struct conn *c)
 		off += (size_t)n;
 	}
 	c->tx_len = 0;
-	if (c->tx_cap > (4u << 20)) { /* give back what a huge read took */
+	if (c->tx_cap > (32u << 20)) { /* give back what a huge read took */
 		free(c->tx);
 		c->tx = NULL;
 		c->tx_cap = 0;
