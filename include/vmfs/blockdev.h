@@ -142,6 +142,9 @@ void vmfs_bdev_queue_destroy(struct vmfs_bdev_queue *q);
 
 /** Queue one request.  The iovec array is copied; the buffers must stay valid
  *  until the callback runs.  -EAGAIN when the queue is full (poll first).
+ *  With VMFS_BDEV_DIRECT, buffers must be aligned as O_DIRECT requires (the
+ *  kernel's -EINVAL then comes back through the callback).  On iSCSI a
+ *  request larger than info.max_io (when non-zero) completes with -EINVAL.
  *  Requests are only guaranteed to be sent after vmfs_bdev_queue_kick() or
  *  vmfs_bdev_queue_poll(). */
 int vmfs_bdev_submit(struct vmfs_bdev_queue *q, enum vmfs_bdev_op op,
@@ -180,7 +183,11 @@ int vmfs_bdev_create(const struct vmfs_bdev_ops *ops, void *priv,
 
 /** Wrap @lower (taking ownership) in a fault-injecting device.  Writes are
  *  held in a volatile write-back cache until flush, as a disk with a write
- *  cache would, so that a simulated power cut can lose them. */
+ *  cache would, so that a simulated power cut can lose them.  Reads see the
+ *  cache.  ATS and discard are write-through: the cached writes overlapping
+ *  them are written to @lower first, then the operation goes to @lower (an
+ *  ATS result is visible to other hosts at once on real storage).  The
+ *  wrapper reports @lower's ATS mode and kind "fault". */
 int vmfs_fault_wrap(struct vmfs_bdev *lower, struct vmfs_bdev **out);
 /** Fail the @n-th I/O (1 = next one; reads, writes, flushes and ATS count)
  *  with @err.  n = 0 disarms. */
