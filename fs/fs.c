@@ -84,10 +84,12 @@ int vmfs_fs_open(struct vmfs_volume *vol, const struct vmfs_fs_opts *o, struct v
 	}
 	fs->bs = fs->desc.block_size;
 	fs->total_blocks = vi->lv_size / fs->bs;
-	fs->zero_block = calloc(1, fs->bs);
-	if (!fs->zero_block) {
-		e = -ENOMEM;
-		goto fail;
+	if (!(fs->flags & VMFS_FS_RDONLY)) {  /* only writers zero blocks */
+		fs->zero_block = calloc(1, fs->bs);
+		if (!fs->zero_block) {
+			e = -ENOMEM;
+			goto fail;
+		}
 	}
 	for (int k = 0; k < VMFS_RES_COUNT; k++)
 		fs->res[k].hint = o->preferred_cluster[k];
