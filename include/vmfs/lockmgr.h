@@ -306,6 +306,7 @@ struct vmfs_lock {
 	uint64_t epoch;            /* heartbeat epoch the hold belongs to */
 	uint64_t my_pos, my_gen;   /* our slot and generation when taken */
 	uint8_t  last[512];        /* record bytes as we last wrote/read them */
+	bool     valid;            /* last[] holds a record */
 };
 
 /** Prepare a handle for the record at LV offset @off (no I/O). */

@@ -172,3 +172,28 @@ def test_write_token_check_catches_an_unguarded_host(tmp_path):
     assert regress or "VIOLATION" in out_a + out_b
     if regress:
         assert rau == 3
+
+
+def test_four_hosts_contend_exact_token_count(tmp_path):
+    """4 hosts take one exclusive lock in turn for 2.5 s, each checking while it
+    holds that nobody else writes the guarded sector.  Every acquisition moves
+    the token by exactly one: final token = 1 + all acquisitions."""
+    img = fmt(tmp_path)
+    audit = start(img, "audit", "--run-ms", 3500)
+    ws = [start(img, "worker", "--run-ms", 2500, "--hold-ms", 15) for _ in range(4)]
+    res = [finish(w) for w in ws]
+    rau, out_au, _ = finish(audit)
+    total = 0
+    for rc, out, err in res:
+        assert rc == 0, out + err
+        assert "VIOLATION" not in out
+        (d,) = events(out, "done")
+        assert int(d["acquisitions"]) > 0 and d["eio"] == "0"
+        total += int(d["acquisitions"])
+    with open(img, "rb") as f:
+        f.seek(LOCK_OFF)
+        rec = f.read(512)
+    token, mode = struct.unpack_from("<QI", rec, 0x1C)
+    assert mode == 0 and rec[0x28:0x38] == bytes(16)       # free at the end
+    assert token == 1 + total
+    assert rau == 0 and events(out_au, "audit")[0]["regressions"] == "0"
