@@ -162,25 +162,30 @@ int res_alloc(struct vmfs_txn *t, int kind, uint32_t hint, uint64_t *index)
 	if (fs->flags & VMFS_FS_RDONLY)
 		return -EROFS;
 	start = (hint ? hint : r->hint) % r->nclusters;
+	/* First pass: skip clusters another host is working in (TRY); if every
+	 * cluster with free items was busy, a second pass waits for them. */
+	bool busy = false, wait = false;
 	for (uint32_t n = 0; n < r->nclusters; n++) {
 		uint32_t c = (start + n) % r->nclusters;
 		e = read_cluster(fs, t, r, c, &cl, &lv, false);
 		if (e == -ENODATA)
-			continue;
+			goto next;
 		if (e)
 			return e;
 		if (cl.free == 0)
-			continue;
-		e = txn_lock(t, lv, VMFS_LOCK_EXCL);
-		if (e == -EBUSY)
-			continue;
+			goto next;
+		e = txn_lock(t, lv, wait ? VMFS_LOCK_EXCL : VMFS_LOCK_EXCL | VMFS_LOCK_TRY);
+		if (e == -EBUSY) {
+			busy = true;
+			goto next;
+		}
 		if (e)
 			return e;
 		e = read_cluster(fs, t, r, c, &cl, &lv, false);
 		if (e)
 			return e;
 		if (cl.free == 0)
-			continue;
+			goto next;
 		uint32_t i;
 		for (i = 0; i < cl.total; i++)
 			if (bit_free(&cl, i))
@@ -188,7 +193,7 @@ int res_alloc(struct vmfs_txn *t, int kind, uint32_t hint, uint64_t *index)
 		if (i == cl.total) {
 			fs_err(fs, "%s: cluster %u claims %u free items but its bitmap has none",
 			       res_names[kind], c, cl.free);
-			continue;
+			goto next;
 		}
 		uint64_t idx = (uint64_t)c * r->h.ipe + i;
 		if (idx >= r->h.total_items) {
@@ -204,6 +209,12 @@ int res_alloc(struct vmfs_txn *t, int kind, uint32_t hint, uint64_t *index)
 		r->hint = c;
 		*index = idx;
 		return 0;
+next:
+		if (n + 1 == r->nclusters && busy && !wait) {
+			wait = true;
+			busy = false;
+			n = UINT32_MAX;   /* wraps to 0: start the waiting pass */
+		}
 	}
 	return -ENOSPC;
 }

@@ -136,6 +136,9 @@ struct vmfs_stat {
 
 /* ---- hooks for the cluster layer --------------------------------------------- */
 enum vmfs_lock_mode { VMFS_LOCK_SHARED = 1, VMFS_LOCK_EXCL = 2 };
+/* Or'ed into the mode: fail with -EBUSY at once instead of waiting for a live
+ * holder (the allocator then tries another cluster). */
+#define VMFS_LOCK_TRY 0x100
 
 /* One metadata sector of a transaction. */
 struct vmfs_txn_sector {
