@@ -117,32 +117,6 @@ static int resolve_volumes(struct vmfsd *d)
 	return r;
 }
 
-static void open_volume(struct vmfsd_volume *v, const char *spec)
-{
-	char first[4096];
-	size_t n = strcspn(spec, ",");
-	int r;
-
-	v->spec = strdup(spec);
-	if (n >= sizeof(first)) {
-		snprintf(v->state, sizeof(v->state), "error: extent path too long");
-		return;
-	}
-	memcpy(first, spec, n);
-	first[n] = 0;
-	r = vmfs_bdev_open(first, 0, &v->bdev);
-	if (r) {
-		snprintf(v->state, sizeof(v->state), "error: %s", strerror(-r));
-		log_err("volume %s: cannot open %s: %s", spec, first, strerror(-r));
-		return;
-	}
-	v->size = vmfs_bdev_size(v->bdev);
-	v->ats = vmfs_ats_mode_name(vmfs_bdev_get_info(v->bdev)->ats);
-	snprintf(v->state, sizeof(v->state), "device open");
-	log_info("volume %s: device open, %llu bytes, test-and-set: %s", spec,
-		 (unsigned long long)v->size, v->ats);
-}
-
 static int write_pidfile(const char *path)
 {
 	char buf[32];
@@ -222,7 +196,7 @@ int main(int argc, char **argv)
 	if (!d.cfg.nvolumes)
 		log_warn("no volume configured (use --volume)");
 	for (int i = 0; i < d.cfg.nvolumes; i++)
-		open_volume(&d.vols[d.nvols++], d.cfg.volumes[i]);
+		vmfsd_volume_mount(&d, &d.vols[d.nvols++], d.cfg.volumes[i]);
 	if (vmfsd_iscsi_start(&d))
 		goto out;
 	if (vmfsd_mgmt_listen(&d))
@@ -260,13 +234,8 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	vmfsd_iscsi_stop(&d);
-	for (int i = 0; i < d.nvols; i++) {
-		if (d.vols[i].bdev) {
-			vmfs_bdev_flush(d.vols[i].bdev);
-			vmfs_bdev_close(d.vols[i].bdev);
-		}
-		free(d.vols[i].spec);
-	}
+	for (int i = 0; i < d.nvols; i++)
+		vmfsd_volume_unmount(&d.vols[i]);
 	if (d.listen_fd >= 0) {
 		close(d.listen_fd);
 		unlink(d.cfg.socket_path);

@@ -153,10 +153,14 @@ void vmfsd_mgmt_serve(struct vmfsd *d, int fd)
 		cmd_status(d, f, json);
 	else if (!strcmp(argv[0], "volumes"))
 		cmd_volumes(d, f, json);
+	else if (!strcmp(argv[0], "hosts"))
+		vmfsd_mgmt_hosts(d, f, json);
+	else if (!strcmp(argv[0], "locks"))
+		vmfsd_mgmt_locks(d, f, json, argc > 1 ? argv[1] : NULL);
 	else if (!strcmp(argv[0], "target"))
 		vmfsd_iscsi_mgmt(d, f, json, argc - 1, argv + 1);
 	else
-		reply_error(f, json, "unknown command (status, volumes, target)");
+		reply_error(f, json, "unknown command (status, volumes, hosts, locks, target)");
 	fclose(f);
 	for (size_t off = 0; off < len;) {
 		ssize_t n = write(fd, buf + off, len - off);

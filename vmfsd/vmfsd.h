@@ -37,9 +37,11 @@ void vmfsd_config_free(struct vmfsd_config *cfg);
 struct vmfsd_volume {
 	char *spec;              /* IMG[,EXTENT...] as configured */
 	char state[96];          /* "mounted", "error: ..." */
-	uint64_t size;           /* bytes of the first extent */
+	uint64_t size;           /* logical volume bytes */
 	const char *ats;         /* test-and-set mode of the first extent */
-	struct vmfs_bdev *bdev;  /* first extent */
+	char label[129];
+	char uuid[36];
+	struct vmfs_host *host;  /* NULL unless mounted */
 };
 
 struct vmfsd {
@@ -59,6 +61,14 @@ int vmfsd_mgmt_listen(struct vmfsd *d);
 void vmfsd_mgmt_serve(struct vmfsd *d, int fd);
 
 double vmfsd_now(void);
+
+/* Volumes (volumes.c): mount as a cluster host; failures leave v->state set. */
+struct vmfsd;
+void vmfsd_volume_mount(struct vmfsd *d, struct vmfsd_volume *v, const char *spec);
+void vmfsd_volume_unmount(struct vmfsd_volume *v);
+#include <stdio.h>
+void vmfsd_mgmt_hosts(struct vmfsd *d, FILE *f, bool json);
+void vmfsd_mgmt_locks(struct vmfsd *d, FILE *f, bool json, const char *only);
 
 /* iSCSI target glue (iscsi_glue.c): start from flags/config or the store,
  * serve `target ...` management requests, stop. */

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import bin_path
+from conftest import bin_path, prog_path
 
 
 def start(args, tmp_path, name="vmfsd"):
@@ -41,8 +41,8 @@ def stop(p):
 @pytest.fixture
 def image(tmp_path):
     img = tmp_path / "vol.img"
-    with open(img, "wb") as f:
-        f.truncate(1 << 30)
+    subprocess.run([bin_path("mkvmfs"), "-L", "ds1", "-S", "2G", str(img)], check=True,
+                   capture_output=True)
     return img
 
 
@@ -56,8 +56,8 @@ def test_flags_status_volumes_and_clean_stop(tmp_path, image):
     assert s["pid"] == p.pid and len(s["host_uuid"]) == 36 and s["volumes"] == 1
     r = ctl(st, "--json", "volumes")
     vols = json.loads(r.stdout)
-    assert vols[0]["spec"] == str(image) and vols[0]["size"] == 1 << 30
-    assert vols[0]["ats"] == "ofd-lock"
+    assert vols[0]["spec"] == str(image) and vols[0]["state"] == "mounted"
+    assert vols[0]["ats"] == "ofd-lock" and vols[0]["size"] > 1 << 30
     r = ctl(st, "nonsense")
     assert r.returncode == 1 and "unknown command" in r.stderr
     assert stop(p) == 0
@@ -116,3 +116,51 @@ def test_usage_errors(tmp_path):
     assert r.returncode == 0 and "--volume" in r.stdout
     r = ctl(tmp_path / "nowhere", "status")
     assert r.returncode == 3 and "cannot reach vmfsd" in r.stderr
+
+
+def test_hosts_and_locks(tmp_path, image):
+    st = tmp_path / "state"
+    p = start(["--state-dir", str(st), "--volume", str(image), "--io-timeout", "0.25"], tmp_path)
+    wait_socket(st / "vmfsd.sock", p)
+    other = "11111111-2222-3333-4444-555555555555"
+    w = subprocess.Popen([prog_path("host_worker"), "--io-timeout-ms", "250", "--uuid", other,
+                          "lock", str(image), "/vm1-flat.vmdk"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout.readline().startswith("LOCKED")
+        me = json.loads(ctl(st, "--json", "status").stdout)["host_uuid"]
+        hosts = json.loads(ctl(st, "--json", "hosts").stdout)
+        states = {h["uuid"]: h["state"] for h in hosts}
+        assert states == {me: "self", other: "alive"}
+        locks = json.loads(ctl(st, "--json", "locks").stdout)
+        assert [(l["object"], l["mode"], l["owner"]) for l in locks] == \
+            [("/vm1-flat.vmdk", "exclusive", other)]
+        one = json.loads(ctl(st, "--json", "locks", "/vm1-flat.vmdk").stdout)
+        assert one[0]["owner"] == other
+        assert "exclusive" in ctl(st, "locks").stdout
+        # vmfs-tools sees both live hosts (it prints UUIDs its own way)
+        r = subprocess.run(["debugvmfs", str(image), "show_heartbeats"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.stdout.count("Magic    : 0xabcdef02") == 2
+        assert "11111111-33332222-4444-555555555555" in r.stdout
+    finally:
+        w.stdin.close()
+        w.wait(timeout=30)
+    assert json.loads(ctl(st, "--json", "locks").stdout) == []
+    assert stop(p) == 0
+    # both left the heartbeat region cleanly: nobody is live
+    r = subprocess.run(["debugvmfs", str(image), "show_heartbeats"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "0xabcdef02" not in r.stdout
+
+
+def test_unmountable_volume_is_reported_not_fatal(tmp_path):
+    junk = tmp_path / "junk.img"
+    with open(junk, "wb") as f:
+        f.truncate(64 << 20)
+    st = tmp_path / "state"
+    p = start(["--state-dir", str(st), "--volume", str(junk)], tmp_path)
+    wait_socket(st / "vmfsd.sock", p)
+    vols = json.loads(ctl(st, "--json", "volumes").stdout)
+    assert vols[0]["state"].startswith("error:")
+    assert stop(p) == 0
