@@ -570,6 +570,68 @@ static void test_fdc_exhaustion_enospc(void **state)
 	assert_statfs_initial(e);
 }
 
+/* ---- randomized operations against a model ----------------------------------------- */
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+static void test_random_ops_against_model(void **state)
+{
+	struct env *e = *state;
+	const size_t M = 24 * MiB;
+	uint8_t *model = calloc(1, M), *buf = malloc(3 * MiB), *got = malloc(M);
+	uint64_t size = 0;
+	uint32_t a;
+
+	if (getenv("VMFS_TEST_SEED"))  /* explore other sequences by hand */
+		rnd_state = strtoull(getenv("VMFS_TEST_SEED"), NULL, 0) | 1;
+	assert_int_equal(vmfs_create(e->fs, VMFS_ROOT_ADDR, "rnd", 0644, 0, 0, &a), 0);
+	for (int op = 0; op < 400; op++) {
+		uint64_t r = rnd() % 100, off, len;
+		if (r < 55) {                      /* write, often small, sometimes big */
+			len = rnd() % 8 == 0 ? rnd() % (3 * MiB) + 1 : rnd() % 9000 + 1;
+			off = rnd() % 4 == 0 ? rnd() % 2000 : rnd() % (M - len);
+			fill(buf, len, (unsigned)op);
+			assert_int_equal(vmfs_pwrite(e->fs, a, buf, len, off), (int64_t)len);
+			memcpy(model + off, buf, len);
+			if (off + len > size)
+				size = off + len;
+		} else if (r < 80) {               /* truncate up or down */
+			uint64_t ns = rnd() % 3 == 0 ? rnd() % 3000 : rnd() % M;
+			assert_int_equal(vmfs_truncate(e->fs, a, ns), 0);
+			if (ns < size)
+				memset(model + ns, 0, size - ns);
+			size = ns;
+		} else if (r < 90) {               /* preallocate (TBZ or zeroed), keep size */
+			off = rnd() % (M - 4 * MiB);
+			len = rnd() % (4 * MiB) + 1;
+			assert_int_equal(vmfs_fallocate(e->fs, a, off, len,
+							(rnd() & 1 ? VMFS_ALLOC_TBZ : VMFS_ALLOC_ZERO) |
+							VMFS_ALLOC_KEEP_SIZE), 0);
+		} else {                           /* verify a random range */
+			off = size ? rnd() % size : 0;
+			len = size - off < 2 * MiB ? size - off : 2 * MiB;
+			if (len)
+				check_range(e->fs, a, off, model + off, len);
+		}
+		struct vmfs_stat st;
+		assert_int_equal(vmfs_stat(e->fs, a, &st), 0);
+		assert_true(st.size == size);
+	}
+	assert_int_equal(vmfs_pread(e->fs, a, got, M, 0), (int64_t)size);
+	assert_memory_equal(got, model, size);
+	assert_int_equal(vmfs_unlink(e->fs, VMFS_ROOT_ADDR, "rnd"), 0);
+	assert_statfs_initial(e);
+	free(model);
+	free(buf);
+	free(got);
+}
+
 /* ---- threads --------------------------------------------------------------------- */
 struct thr {
 	struct vmfs_fs *fs;
@@ -806,6 +868,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fdc_exhaustion_enospc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_ops_against_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_share_one_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hooks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_root_fd, setup, teardown),
