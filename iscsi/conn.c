@@ -171,6 +171,8 @@ static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	t.list_arg = c;
 	t.take_ua = conn_take_ua;
 	t.ua_arg = c;
+	t.find_lu = tgt_find_lu;
+	t.find_arg = c;
 	if (rd && edtl) {
 		/* Lay out Data-In PDUs for the expected length (no command
 		 * returns more than MAX_DATAIN, whatever EDTL claims): each

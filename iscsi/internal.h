@@ -133,6 +133,7 @@ struct lun_slot *tgt_lun_get(struct conn *c, uint16_t lun);
 void tgt_put(struct iscsi_srv *s, struct target *t);
 void lun_slot_put(struct iscsi_srv *s, struct lun_slot *ls);
 int tgt_list_luns(void *arg, uint16_t *luns, int max);
+struct scsi_lun *tgt_find_lu(void *arg, const uint8_t *desig);
 bool conn_take_ua(void *arg, uint16_t lun, uint16_t *asc);
 void tgt_post_ua(void *arg, struct scsi_lun *lun, const char *only, const char *except,
 		 uint16_t asc);

@@ -111,6 +111,16 @@ struct scsi_lun {
 	uint8_t pr_type;
 	char pr_holder[SCSI_NEXUS_MAX]; /* for non-all-registrants types */
 	int restricted;          /* atomic: res6 || pr_res || nregs (fast path) */
+	/* EXTENDED COPY results kept for RECEIVE COPY RESULTS */
+#define XC_STATUS_MAX 8
+	struct {
+		bool used;
+		uint8_t list_id;
+		uint16_t segs;
+		uint32_t blocks;
+		char nexus[SCSI_NEXUS_MAX];
+	} xc[XC_STATUS_MAX];
+	unsigned xc_next;
 	scsi_ua_fn ua_fn;
 	void *ua_arg;
 };
@@ -132,6 +142,11 @@ struct scsi_task {
 	/* REPORT LUNS: the target's LUN numbers */
 	int (*list_luns)(void *arg, uint16_t *luns, int max);
 	void *list_arg;
+	/* EXTENDED COPY: the LU of this target whose 16-byte NAA designator
+	 * (identification descriptor at @desig: code set, type, -, length,
+	 * designator) matches; NULL if none */
+	struct scsi_lun *(*find_lu)(void *arg, const uint8_t *desig);
+	void *find_arg;
 	/* pending unit attention for this nexus and LUN: set by the
 	 * transport, consumed by scsi_exec (returns true if it took one) */
 	bool (*take_ua)(void *arg, uint16_t lun, uint16_t *asc);
@@ -171,6 +186,11 @@ void spc_reserve6(struct scsi_task *t);
 void spc_release6(struct scsi_task *t);
 /** Does the reservation state forbid @t?  Called with lun->lock held. */
 bool pr_conflict(struct scsi_task *t);
+void xcopy_extended_copy(struct scsi_task *t);
+void xcopy_receive_results(struct scsi_task *t);
+uint32_t xcopy_vpd(uint8_t *d);
+/** The LU's 16-byte NAA 6 designator (VPD 0x83). */
+void scsi_lun_naa(const struct scsi_lun *l, uint8_t *out);
 /** Supported opcodes for REPORT SUPPORTED OPERATION CODES. */
 struct scsi_opinfo {
 	uint8_t op;

@@ -52,6 +52,9 @@ const struct scsi_opinfo scsi_ops[] = {
 	{ 0x5f, 4, true, 10,  { 0x5f, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0 } },
 	{ 0x5f, 5, true, 10,  { 0x5f, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0 } },
 	{ 0x5f, 6, true, 10,  { 0x5f, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0 } },
+	{ 0x83, 0x00, true, 16, { 0x83, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0 } },
+	{ 0x84, 0x00, true, 16, { 0x84, 0x1f, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0 } },
+	{ 0x84, 0x03, true, 16, { 0x84, 0x1f, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0 } },
 	{ 0x88, 0, false, 16, { 0x88, 0xfa, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 				0xff, 0xff, 0xff, 0xff, 0x1f, 0 } },
 	{ 0x89, 0, false, 16, { 0x89, 0xfa, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
@@ -104,6 +107,17 @@ static void inquiry_std(struct scsi_task *t, uint32_t alloc)
 	scsi_copy_in(t, d, alloc < sizeof(d) ? alloc : sizeof(d));
 }
 
+void scsi_lun_naa(const struct scsi_lun *l, uint8_t *d)
+{
+	d[0] = (uint8_t)(0x60 | (NAA_OUI >> 20));
+	d[1] = (uint8_t)(NAA_OUI >> 12);
+	d[2] = (uint8_t)(NAA_OUI >> 4);
+	d[3] = (uint8_t)((NAA_OUI & 0xf) << 4 | ((l->id >> 60) & 0xf));
+	put_be32(d + 4, (uint32_t)(l->id >> 28));
+	put_be32(d + 8, (uint32_t)(l->id << 4));
+	put_be32(d + 12, (uint32_t)((l->id * 0x9e3779b97f4a7c15ull) >> 32));
+}
+
 static uint32_t vpd_devid(struct scsi_task *t, uint8_t *d)
 {
 	struct scsi_lun *l = t->lun;
@@ -112,13 +126,7 @@ static uint32_t vpd_devid(struct scsi_task *t, uint8_t *d)
 
 	/* NAA 6 (IEEE registered extended), logical unit */
 	d[n++] = 0x01; d[n++] = 0x03; d[n++] = 0; d[n++] = 16;
-	d[n] = (uint8_t)(0x60 | (NAA_OUI >> 20));
-	d[n + 1] = (uint8_t)(NAA_OUI >> 12);
-	d[n + 2] = (uint8_t)(NAA_OUI >> 4);
-	d[n + 3] = (uint8_t)((NAA_OUI & 0xf) << 4 | ((l->id >> 60) & 0xf));
-	put_be32(d + n + 4, (uint32_t)(l->id >> 28));
-	put_be32(d + n + 8, (uint32_t)(l->id << 4));
-	put_be32(d + n + 12, (uint32_t)((l->id * 0x9e3779b97f4a7c15ull) >> 32));
+	scsi_lun_naa(l, d + n);
 	n += 16;
 	/* EUI-64, logical unit */
 	d[n++] = 0x01; d[n++] = 0x02; d[n++] = 0; d[n++] = 8;
@@ -164,7 +172,7 @@ static void inquiry_vpd(struct scsi_task *t, uint8_t page, uint32_t alloc)
 	d[1] = page;
 	switch (page) {
 	case 0x00: {
-		static const uint8_t pages[] = { 0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2 };
+		static const uint8_t pages[] = { 0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2 };
 
 		memcpy(d + 4, pages, sizeof(pages));
 		n += sizeof(pages);
@@ -176,6 +184,9 @@ static void inquiry_vpd(struct scsi_task *t, uint8_t page, uint32_t alloc)
 		break;
 	case 0x83:
 		n = vpd_devid(t, d);
+		break;
+	case 0x8f:
+		n = xcopy_vpd(d);
 		break;
 	case 0xb0:
 		n = 64;
@@ -587,6 +598,8 @@ int spc_exec(struct scsi_task *t)
 	case 0x16: spc_reserve6(t); return 0;
 	case 0x17: spc_release6(t); return 0;
 	case 0x5e: pr_in(t); return 0;
+	case 0x83: xcopy_extended_copy(t); return 0;
+	case 0x84: xcopy_receive_results(t); return 0;
 	case 0x5f: pr_out(t); return 0;
 	case 0xa3:
 		if ((t->cdb[1] & 0x1f) == 0x0c) {

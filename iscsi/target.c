@@ -743,3 +743,27 @@ void tgt_post_ua(void *arg, struct scsi_lun *lun, const char *only, const char *
 	}
 	pthread_mutex_unlock(&s->lock);
 }
+
+struct scsi_lun *tgt_find_lu(void *arg, const uint8_t *desig)
+{
+	struct conn *c = arg;
+	unsigned type = desig[1] & 0x0f, len = desig[3];
+
+	if (!c->tgt || !((type == 3 && len == 16) || (type == 2 && len == 8)))
+		return NULL;
+	for (int i = 0; i < ISCSI_MAX_LUNS; i++) {
+		struct lun_slot *ls;
+		uint8_t naa[16];
+
+		if (!c->tgt->luns[i] || !(ls = tgt_lun_get(c, (uint16_t)i)))
+			continue;
+		if (type == 3) {
+			scsi_lun_naa(&ls->sl, naa);
+			if (!memcmp(naa, desig + 4, 16))
+				return &ls->sl;
+		} else if (get_be64(desig + 4) == ls->sl.id) {
+			return &ls->sl;
+		}
+	}
+	return NULL;
+}
