@@ -198,6 +198,34 @@ def test_fsck_vmfs_only_documented_false_positives(filled):
     check_fsck(devs, resident_nonzero=1, tbz=tbz_blocks_left())
 
 
+class FuseMount:
+    def __init__(self, devs, mnt):
+        self.devs, self.mnt = devs, mnt
+
+    def __enter__(self):
+        if not os.path.exists("/dev/fuse"):
+            pytest.skip("no /dev/fuse")
+        self.mnt.mkdir(exist_ok=True)
+        run([VMFS_FUSE, *map(str, self.devs), str(self.mnt)], timeout=30)
+        for _ in range(50):
+            if os.path.ismount(self.mnt):
+                break
+            time.sleep(0.1)
+        return self.mnt
+
+    def __exit__(self, *a):
+        um = ["fusermount3", "-u"] if shutil.which("fusermount3") else ["fusermount", "-u"]
+        subprocess.run(um + [str(self.mnt)], stderr=subprocess.DEVNULL)
+
+
+def file_md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * MiB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def test_vmfs_fuse_mount(filled):
     tmp, devs, files = filled
     if not os.path.exists("/dev/fuse"):
@@ -260,6 +288,10 @@ def test_spanned_two_extents(tmp_path):
     m = util(devs, "map", "/span.bin").stdout.decode()
     allocs = [(int(l.split()[3], 16), int(l.split()[1])) for l in m.splitlines() if l.split()[2] == "alloc"]
     assert any(lv + n > 256 * MiB for lv, n in allocs)  # data on the second extent
+    with FuseMount([b, a], tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt)) == sorted(n for n in our_ls(devs, "/") if n not in (".", ".."))
+        assert file_md5(mnt / "span.bin") == e.md5()
+        assert os.stat(mnt / "filler.bin").st_size == 220 * MiB
     for order in ([a, b], [b, a]):
         got = run([DEBUGVMFS, *map(str, order), "cat", "/span.bin"]).stdout
         assert md5(got) == e.md5()
