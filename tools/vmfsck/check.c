@@ -590,6 +590,21 @@ static int scan_fdc(struct ck *c)
 	return 0;
 }
 
+/* A name fit for a report line: non-printable bytes as \\xNN, at most ~60 characters. */
+static const char *shown(const char *name, char *buf, size_t n)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p && o + 5 < n && o < 64; p++) {
+		if (*p >= 0x20 && *p < 0x7F && *p != '\\')
+			buf[o++] = (char)*p;
+		else
+			o += (size_t)snprintf(buf + o, n - o, "\\x%02x", *p);
+	}
+	buf[o] = 0;
+	return buf;
+}
+
 /* ---- directory tree ---------------------------------------------------------------------------- */
 
 struct dirctx {
@@ -604,8 +619,9 @@ struct dirctx {
 
 static void fix_dirent_remove(struct ck *c, uint32_t dir, uint32_t idx, const char *name)
 {
-	struct fix *f = add_fix(c, FIX_DIRENT_REMOVE, "removed entry \"%.60s\" from directory 0x%08x",
-				name, dir);
+	char nb[300];
+	struct fix *f = add_fix(c, FIX_DIRENT_REMOVE, "removed entry \"%s\" from directory 0x%08x",
+				shown(name, nb, sizeof(nb)), dir);
 	if (f) {
 		f->addr = dir;
 		f->idx = idx;
@@ -615,7 +631,9 @@ static void fix_dirent_remove(struct ck *c, uint32_t dir, uint32_t idx, const ch
 static void fix_dirent_set(struct ck *c, uint32_t dir, uint32_t idx, const struct vmfs_dirent *de,
 			   const char *what)
 {
-	struct fix *f = add_fix(c, FIX_DIRENT_SET, "%s \"%.60s\" in directory 0x%08x", what, de->name, dir);
+	char nb[300];
+	struct fix *f = add_fix(c, FIX_DIRENT_SET, "%s \"%s\" in directory 0x%08x", what,
+				shown(de->name, nb, sizeof(nb)), dir);
 	if (f) {
 		f->addr = dir;
 		f->idx = idx;
@@ -630,6 +648,8 @@ static int dir_cb(void *ctx, const struct vmfs_dirent *de)
 	uint32_t idx = d->idx++;
 	uint64_t ti;
 	struct fdi *t;
+	char nb[300];
+	const char *nm = shown(de->name, nb, sizeof(nb));
 
 	if (d->orphan_scan) {
 		if (strcmp(de->name, ".") && strcmp(de->name, "..") && !fd_index_of(c, de->addr, &ti))
@@ -660,27 +680,27 @@ static int dir_cb(void *ctx, const struct vmfs_dirent *de)
 		return 0;
 	}
 	if (de->name[0] == 0 || de->addr == 0) {
-		problem(c, "directory 0x%08x: empty entry #%u (name \"%.60s\", address 0x%08x)", d->dir, idx,
-			de->name, de->addr);
+		problem(c, "directory 0x%08x: empty entry #%u (name \"%s\", address 0x%08x)", d->dir, idx,
+			nm, de->addr);
 		fix_dirent_remove(c, d->dir, idx, de->name);
 		return 0;
 	}
 	if (fd_index_of(c, de->addr, &ti)) {
-		problem(c, "directory 0x%08x: entry \"%.60s\" points to 0x%08x, not a file descriptor "
-			"address of this volume", d->dir, de->name, de->addr);
+		problem(c, "directory 0x%08x: entry \"%s\" points to 0x%08x, not a file descriptor "
+			"address of this volume", d->dir, nm, de->addr);
 		fix_dirent_remove(c, d->dir, idx, de->name);
 		return 0;
 	}
 	t = &c->fds[ti];
 	if (t->state == FD_NONE) {
-		problem(c, "directory 0x%08x: entry \"%.60s\" points to 0x%08x, a free file descriptor",
-			d->dir, de->name, de->addr);
+		problem(c, "directory 0x%08x: entry \"%s\" points to 0x%08x, a free file descriptor",
+			d->dir, nm, de->addr);
 		fix_dirent_remove(c, d->dir, idx, de->name);
 		return 0;
 	}
 	if (t->state == FD_INVALID) {
-		problem(c, "directory 0x%08x: entry \"%.60s\" points to the invalid file descriptor 0x%08x",
-			d->dir, de->name, de->addr);
+		problem(c, "directory 0x%08x: entry \"%s\" points to the invalid file descriptor 0x%08x",
+			d->dir, nm, de->addr);
 		fix_dirent_remove(c, d->dir, idx, de->name);
 		if (!t->reached) {
 			t->reached = true;
@@ -692,16 +712,16 @@ static int dir_cb(void *ctx, const struct vmfs_dirent *de)
 		return 0;
 	}
 	if (t->type == VMFS_TYPE_DIR && t->reached) {
-		problem(c, "directory 0x%08x: entry \"%.60s\" is a second name for directory 0x%08x",
-			d->dir, de->name, de->addr);
+		problem(c, "directory 0x%08x: entry \"%s\" is a second name for directory 0x%08x",
+			d->dir, nm, de->addr);
 		fix_dirent_remove(c, d->dir, idx, de->name);
 		return 0;
 	}
 	t->refs++;
 	if (de->type != t->type || de->gen != t->gen) {
 		struct vmfs_dirent n = *de;
-		problem(c, "directory 0x%08x: entry \"%.60s\" has type %u generation %u, its file 0x%08x "
-			"type %u generation %u", d->dir, de->name, de->type, de->gen, de->addr, t->type, t->gen);
+		problem(c, "directory 0x%08x: entry \"%s\" has type %u generation %u, its file 0x%08x "
+			"type %u generation %u", d->dir, nm, de->type, de->gen, de->addr, t->type, t->gen);
 		n.type = t->type;
 		n.gen = t->gen;
 		fix_dirent_set(c, d->dir, idx, &n, "corrected entry");
@@ -960,7 +980,8 @@ static void link_counts(struct ck *c)
 			c->ndirs++;
 		else
 			c->nfiles++;
-		if (f->nlink != f->refs && f->refs) {
+		/* names in directories we could not read are unknown: no verdict then */
+		if (f->nlink != f->refs && f->refs && !c->tree_incomplete) {
 			problem(c, "file 0x%08x: link count %u, but %u names/links point to it", a, f->nlink, f->refs);
 			struct fix *x = add_fix(c, FIX_FD_COUNTS, "set link count of 0x%08x to %u", a, f->refs);
 			if (x) {
