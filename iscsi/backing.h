@@ -40,10 +40,23 @@ struct backing {
 };
 
 /** Open a backing store from a LUN path: "file:/abs/path" (a raw file or
- *  block device).  Datastore paths ("/vmfs/volumes/...") come with the
- *  filesystem integration.  \return 0 and *out, or negative errno, with a
- *  message in @err. */
+ *  block device), or "/vmfs/volumes/VOLUME/path" (a disk file on a datastore
+ *  that the process has mounted; resolved by the function registered with
+ *  backing_set_datastore_resolver).  \return 0 and *out, or negative errno,
+ *  with a message in @err. */
 int backing_open(const char *path, bool thin, struct backing **out, char *err, size_t errlen);
+
+/** How "/vmfs/volumes/VOLUME/rest" paths are opened (vmfsd registers one
+ *  that finds VOLUME among its mounted volumes and calls bs_vmfs_open). */
+typedef int (*backing_resolver)(void *arg, const char *volume, const char *rest,
+				struct backing **out, char *err, size_t errlen);
+void backing_set_datastore_resolver(backing_resolver fn, void *arg);
+
+struct vmfs_host;
+/** A disk file @path on the datastore mounted as @host, held under an
+ *  exclusive cluster lock until closed.  @desc names it in messages. */
+int bs_vmfs_open(struct vmfs_host *host, const char *path, const char *desc,
+		 struct backing **out, char *err, size_t errlen);
 
 static inline void backing_close(struct backing *b)
 {

@@ -104,6 +104,35 @@ static const struct backing_ops file_ops = {
 	.lba_status = f_lba_status, .close = f_close,
 };
 
+static backing_resolver resolver;
+static void *resolver_arg;
+
+void backing_set_datastore_resolver(backing_resolver fn, void *arg)
+{
+	resolver = fn;
+	resolver_arg = arg;
+}
+
+#define DS_PREFIX "/vmfs/volumes/"
+
+static int open_datastore(const char *path, struct backing **out, char *err, size_t errlen)
+{
+	const char *vol = path + strlen(DS_PREFIX), *slash = strchr(vol, '/');
+	char name[256];
+
+	if (!resolver) {
+		snprintf(err, errlen, "%s: no datastore is mounted here", path);
+		return -ENOENT;
+	}
+	if (!slash || slash == vol || (size_t)(slash - vol) >= sizeof(name) || !slash[1]) {
+		snprintf(err, errlen, "bad datastore path '%s' (/vmfs/volumes/VOLUME/FILE)", path);
+		return -EINVAL;
+	}
+	memcpy(name, vol, (size_t)(slash - vol));
+	name[slash - vol] = 0;
+	return resolver(resolver_arg, name, slash, out, err, errlen);
+}
+
 int backing_open(const char *path, bool thin, struct backing **out, char *err, size_t errlen)
 {
 	struct bs_file *f = NULL;
@@ -112,9 +141,11 @@ int backing_open(const char *path, bool thin, struct backing **out, char *err, s
 	const char *p;
 	int r;
 
+	if (!strncmp(path, DS_PREFIX, strlen(DS_PREFIX)))
+		return open_datastore(path, out, err, errlen);
 	if (strncmp(path, "file:", 5)) {
-		snprintf(err, errlen, "unsupported LUN path '%s' (use file:/abs/path; datastore "
-			 "paths come with the filesystem integration)", path);
+		snprintf(err, errlen, "unsupported LUN path '%s' (file:/abs/path or "
+			 "/vmfs/volumes/VOLUME/FILE)", path);
 		return -EINVAL;
 	}
 	p = path + 5;

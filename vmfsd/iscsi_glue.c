@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../iscsi/backing.h"
 #include "../iscsi/target.h"
 #include "vmfsd.h"
 
@@ -62,6 +63,26 @@ static int add_lun(struct vmfsd *d, const char *spec, bool persist, int *lun, ch
 	return r;
 }
 
+/* "/vmfs/volumes/VOLUME/rest": VOLUME is the label or the UUID of one of
+ * the volumes this daemon has mounted. */
+static int resolve_datastore(void *arg, const char *volume, const char *rest,
+			     struct backing **out, char *err, size_t errlen)
+{
+	struct vmfsd *d = arg;
+	char desc[512];
+
+	for (int i = 0; i < d->nvols; i++) {
+		struct vmfsd_volume *v = &d->vols[i];
+
+		if (!v->host || (strcmp(v->label, volume) && strcmp(v->uuid, volume)))
+			continue;
+		snprintf(desc, sizeof(desc), "/vmfs/volumes/%s%s", volume, rest);
+		return bs_vmfs_open(v->host, rest, desc, out, err, errlen);
+	}
+	snprintf(err, errlen, "no mounted volume '%s' (label or UUID; see vmfsctl volumes)", volume);
+	return -ENOENT;
+}
+
 int vmfsd_iscsi_start(struct vmfsd *d)
 {
 	struct collect portals = { .n = 0 }, luns = { .n = 0 };
@@ -74,6 +95,7 @@ int vmfsd_iscsi_start(struct vmfsd *d)
 		log_err("iscsi: %s", strerror(-r));
 		return r;
 	}
+	backing_set_datastore_resolver(resolve_datastore, d);
 	/* Portals: flags/config replace the remembered ones. */
 	if (d->cfg.niscsi) {
 		r = vstore_scan(d->store, "iscsi/portal/", drop_cb, d->store);
@@ -136,8 +158,10 @@ out:
 
 void vmfsd_iscsi_stop(struct vmfsd *d)
 {
+	/* before the volumes are unmounted: LUNs hold file locks on them */
 	iscsi_srv_destroy(d->iscsi);
 	d->iscsi = NULL;
+	backing_set_datastore_resolver(NULL, NULL);
 }
 
 static void reply(FILE *f, bool json, bool ok, const char *msg)
