@@ -395,6 +395,29 @@ int vmfs_map(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t max_len,
 	return ino_map(fs, &ino, off, max_len, ext);
 }
 
+int vmfs_map_write(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len,
+		   struct vmfs_extent *ext)
+{
+	struct vmfs_txn t;
+	struct vmfs_inode *ino, cur;
+	int e;
+
+	if (fs->flags & VMFS_FS_RDONLY)
+		return -EROFS;
+	txn_init(&t, fs);
+	e = iget(&t, addr, true, &ino);
+	if (!e)
+		e = live_file(ino, true);
+	if (!e)
+		e = ino_prepare_write(&t, ino, off, len);
+	e = txn_finish(&t, e);
+	if (!e)
+		e = iread(fs, addr, &cur);
+	if (!e)
+		e = ino_map(fs, &cur, off, len + off % fs->bs, ext);
+	return e;
+}
+
 int vmfs_fh_open_addr(struct vmfs_fs *fs, uint32_t addr, struct vmfs_fh *f)
 {
 	struct vmfs_inode ino;

@@ -116,6 +116,8 @@ int64_t ino_write(struct vmfs_txn *t, struct vmfs_inode *ino, const void *buf, s
 int ino_truncate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t size);
 int ino_fallocate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint64_t len,
 		  unsigned flags);
+/* Allocate (zeroed) and un-TBZ every block of [off, off+len), extend the size. */
+int ino_prepare_write(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint64_t len);
 int ino_map(struct vmfs_fs *fs, struct vmfs_inode *ino, uint64_t off, uint64_t max_len,
 	    struct vmfs_extent *ext);
 /* Free everything and mark the FD free (nlink 0). */

@@ -1093,6 +1093,48 @@ int ino_fallocate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint
 	return 0;
 }
 
+int ino_prepare_write(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint64_t len)
+{
+	struct vmfs_fs *fs = t->fs;
+	struct vmfs_fd *fd = &ino->fd;
+	uint64_t end;
+	int e;
+
+	if (!len)
+		return -EINVAL;
+	if (off > VMFS_MAX_FILE_SIZE || len > VMFS_MAX_FILE_SIZE - off)
+		return -EFBIG;
+	end = off + len;
+	/* holes become zeroed blocks (also converts resident/SB files to blocks) */
+	e = ino_fallocate(t, ino, off, len, VMFS_ALLOC_ZERO | VMFS_ALLOC_KEEP_SIZE);
+	if (e)
+		return e;
+	/* TBZ blocks are zero-filled now: the caller writes around the fs */
+	for (uint64_t b = off / fs->bs; b <= (end - 1) / fs->bs; b++) {
+		uint32_t a;
+		uint64_t lv;
+		e = bmap_get(fs, t, ino, b, &a);
+		if (e)
+			return e;
+		if (!addr_is_tbz(a))
+			continue;
+		e = data_lv(fs, a, &lv);
+		if (!e)
+			e = write_bytes(fs, lv, fs->zero_block, fs->bs);
+		if (!e)
+			e = bmap_set(t, ino, b, a & ~VMFS_FB_TBZ);
+		if (e)
+			return e;
+		if (fd->tbz)
+			fd->tbz--;
+	}
+	if (end > fd->size)
+		fd->size = end;
+	fd->mtime = fd->ctime = fs_now();
+	idirty(ino);
+	return 0;
+}
+
 int ino_release(struct vmfs_txn *t, struct vmfs_inode *ino)
 {
 	uint64_t index;

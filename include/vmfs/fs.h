@@ -255,6 +255,13 @@ struct vmfs_extent {
  *  capped at @max_len or 1 GiB).  -ENXIO when @off >= size. */
 int vmfs_map(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t max_len,
 	     struct vmfs_extent *ext);
+/** Extent map for a zero-copy write of [off, off+len): holes are allocated
+ *  as zeroed blocks, TBZ blocks zero-filled, the size raised to off+len (one
+ *  transaction); then the extent containing @off is returned (ALLOCATED; it
+ *  may be shorter than len: call again for the rest).  The caller writes the
+ *  data straight to the LV.  Resident/sub-block files become block files. */
+int vmfs_map_write(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len,
+		   struct vmfs_extent *ext);
 
 /* A file handle: an FD address plus the fs (no state is cached). */
 struct vmfs_fh {

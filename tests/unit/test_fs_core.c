@@ -368,6 +368,40 @@ static void test_extent_map(void **state)
 	free(buf);
 }
 
+static void test_map_write(void **state)
+{
+	struct env *e = *state;
+	struct vmfs_bdev *lv = vmfs_fs_bdev(e->fs);
+	uint8_t *buf = malloc(3 * MiB);
+	struct vmfs_extent x;
+	struct vmfs_stat st;
+	uint32_t a;
+
+	fill(buf, 3 * MiB, 5);
+	assert_int_equal(vmfs_create(e->fs, VMFS_ROOT_ADDR, "zc", 0644, 0, 0, &a), 0);
+	assert_int_equal(vmfs_pwrite(e->fs, a, "head", 4, 0), 4);
+	assert_int_equal(vmfs_fallocate(e->fs, a, 4 * MiB, 2 * MiB, VMFS_ALLOC_TBZ), 0);
+	/* a write of 3 MiB at 3.5 MiB: hole block 3, TBZ blocks 4-5, hole block 6 */
+	uint64_t off = 3 * MiB + MiB / 2, done = 0;
+	while (done < 3 * MiB) {
+		assert_int_equal(vmfs_map_write(e->fs, a, off + done, 3 * MiB - done, &x), 0);
+		assert_int_equal(x.state, VMFS_EXT_ALLOCATED);
+		uint64_t in = off + done - x.file_off, n = x.len - in;
+		if (n > 3 * MiB - done)
+			n = 3 * MiB - done;
+		assert_int_equal(vmfs_bdev_write(lv, buf + done, n, x.lv_off + in), 0);
+		done += n;
+	}
+	assert_int_equal(vmfs_stat(e->fs, a, &st), 0);
+	assert_true(st.size == off + 3 * MiB);
+	assert_int_equal(st.tbz, 0);
+	assert_int_equal(st.zla, VMFS_ZLA_FB);
+	check_range(e->fs, a, 0, (const uint8_t *)"head", 4);
+	check_zero(e->fs, a, 4, off - 4);   /* converted resident block and hole: zeros */
+	check_range(e->fs, a, off, buf, 3 * MiB);
+	free(buf);
+}
+
 static void test_dir_errors(void **state)
 {
 	struct env *e = *state;
@@ -863,6 +897,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_blocks_never_expose_stale_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tbz, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extent_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_links_and_nlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
