@@ -377,13 +377,17 @@ static int do_join(struct vmfs_hb *hb)
 	if (r)
 		goto out;
 	r = -ENOSPC;
+	unsigned valid = 0;
 	for (unsigned i = 0; i < VMFS_HB_NSLOTS; i++) {
 		uint8_t *cur = buf + (size_t)i * VMFS_HB_SLOT_SIZE;
 		struct vmfs_hb_slot s, ns;
 		uint64_t submit;
 		int a;
 
-		if (vmfs_hb_slot_decode(cur, vmfs_hb_slot_off(i), &s) || s.magic != VMFS_HB_MAGIC_FREE)
+		if (vmfs_hb_slot_decode(cur, vmfs_hb_slot_off(i), &s))
+			continue;
+		valid++;
+		if (s.magic != VMFS_HB_MAGIC_FREE)
 			continue;
 		pthread_mutex_lock(&hb->mu);
 		build_live(hb, i, s.seq + 1, next_stamp(hb), &ns);
@@ -410,6 +414,8 @@ static int do_join(struct vmfs_hb *hb)
 		r = 0;
 		break;
 	}
+	if (r == -ENOSPC && valid == 0)
+		r = -EUCLEAN;   /* no heartbeat region here (not a formatted volume/LV) */
 out:
 	free(buf);
 	free(nb);

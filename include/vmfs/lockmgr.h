@@ -188,7 +188,9 @@ int vmfs_hb_set_bdev(struct vmfs_hb *hb, struct vmfs_bdev *bd);
 /** Leave if joined, stop threads, free. */
 void vmfs_hb_destroy(struct vmfs_hb *hb);
 
-/** Join: take a free slot with ATS and start renewing it every hb_interval. */
+/** Join: take a free slot with ATS and start renewing it every hb_interval.
+ *  -ENOSPC when every slot is live, -EUCLEAN when no slot is valid (the
+ *  region was never formatted, or this is not the LV). */
 int vmfs_hb_join(struct vmfs_hb *hb);
 /** Record (another) journal region in our slot: takes effect at once with a
  *  synchronous renewal (so it is on disk before the first commit to it), and

@@ -620,6 +620,18 @@ static void test_guard_opts(void **st)
 	(void)st;
 	assert_int_equal(vmfs_bdev_open(path, 0, &bd), 0);
 	assert_int_equal(vmfs_hb_create(bd, &o, &hb), 0);
+	{	/* an unformatted region is refused clearly */
+		uint8_t *z = calloc(1, VMFS_HB_REGION_LEN);
+		struct vmfs_bdev *bd2;
+
+		assert_int_equal(vmfs_bdev_open(path, 0, &bd2), 0);
+		assert_int_equal(vmfs_bdev_write(bd2, z, VMFS_HB_REGION_LEN, 0x400000), 0);
+		assert_int_equal(vmfs_bdev_write(bd2, z, VMFS_HB_REGION_LEN, VMFS_HB_REGION_OFF), 0);
+		assert_int_equal(vmfs_hb_join(hb), -EUCLEAN);
+		assert_int_equal(vmfs_hb_region_format(bd2), 0);
+		vmfs_bdev_close(bd2);
+		free(z);
+	}
 	go.hb_region_off = 100;
 	assert_int_equal(vmfs_hb_guard_wrap_opts(hb, bd, &go, &g), -EINVAL);
 	go.hb_region_off = 0x1000000;
