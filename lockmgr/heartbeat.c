@@ -615,8 +615,57 @@ out:
 	return r;
 }
 
+/* Stop and join the threads that were started (none: no-op). */
+static void stop_threads(struct vmfs_hb *hb, bool renew, bool mon)
+{
+	pthread_mutex_lock(&hb->mu);
+	hb->stop = true;
+	pthread_cond_broadcast(&hb->cv);
+	pthread_mutex_unlock(&hb->mu);
+	if (renew)
+		pthread_join(hb->renew_thr, NULL);
+	if (mon)
+		pthread_join(hb->mon_thr, NULL);
+}
+
+/* Give our slot back: free, seq+1, uuid cleared.  Threads must be stopped. */
+static int free_own_slot(struct vmfs_hb *hb)
+{
+	struct vmfs_hb_slot s;
+	uint8_t *nb;
+	int slot, r;
+
+	pthread_mutex_lock(&hb->mu);
+	slot = hb->slot;
+	hb->slot = -1;
+	atomic_store(&hb->deadline, 0);
+	atomic_fetch_add(&hb->epoch, 1);
+	pthread_mutex_unlock(&hb->mu);
+	if (slot < 0)
+		return 0;       /* never joined, or already lost */
+	nb = xalloc(512);
+	if (!nb)
+		return -ENOMEM;
+	memset(&s, 0, sizeof(s));
+	s.magic = VMFS_HB_MAGIC_FREE;
+	s.pos = vmfs_hb_slot_off((unsigned)slot);
+	s.seq = hb->gen + 1;
+	s.uptime = hb->last_stamp;
+	vmfs_hb_slot_encode(&s, nb);
+	r = vmfs_bdev_ats(hb->bd, s.pos, hb->last, nb, NULL);
+	if (r == -ESTALE) {
+		vmfs_hb_log(hb, "leave: slot %d was already taken over by a reclaimer", slot);
+		r = 0;
+	} else if (r) {
+		vmfs_hb_log(hb, "leave: freeing slot %d failed: %s", slot, strerror(-r));
+	}
+	free(nb);
+	return r;
+}
+
 int vmfs_hb_join(struct vmfs_hb *hb)
 {
+	bool renew = false;
 	int r;
 
 	if (!hb)
@@ -631,75 +680,38 @@ int vmfs_hb_join(struct vmfs_hb *hb)
 		vmfs_hb_log(hb, "join: no slot taken: %s", strerror(-r));
 		return r;
 	}
-	pthread_mutex_lock(&hb->mu);
 	hb->stop = false;
 	r = -pthread_create(&hb->renew_thr, NULL, renew_main, hb);
-	if (!r) {
-		r = -pthread_create(&hb->mon_thr, NULL, monitor_main, hb);
-		if (r) {
-			hb->stop = true;
-			pthread_cond_broadcast(&hb->cv);
-			pthread_mutex_unlock(&hb->mu);
-			pthread_join(hb->renew_thr, NULL);
-			pthread_mutex_lock(&hb->mu);
-		}
-	}
-	hb->threads = (r == 0);
+	if (r)
+		goto fail;
+	renew = true;
+	r = -pthread_create(&hb->mon_thr, NULL, monitor_main, hb);
+	if (r)
+		goto fail;
+	pthread_mutex_lock(&hb->mu);
+	hb->threads = true;
 	pthread_mutex_unlock(&hb->mu);
-	if (r) {
-		hb->threads = true;   /* let leave free the slot */
-		hb->stop = true;
-		vmfs_hb_leave(hb);
-	}
+	return 0;
+fail:
+	stop_threads(hb, renew, false);
+	free_own_slot(hb);
 	return r;
 }
 
 int vmfs_hb_leave(struct vmfs_hb *hb)
 {
-	uint8_t *nb = NULL;
-	struct vmfs_hb_slot s;
-	int slot, r = 0;
+	bool threads;
 
 	if (!hb)
 		return -EINVAL;
 	pthread_mutex_lock(&hb->mu);
-	if (!hb->threads) {
-		pthread_mutex_unlock(&hb->mu);
-		return 0;
-	}
-	bool started = !hb->stop;
-	hb->stop = true;
-	pthread_cond_broadcast(&hb->cv);
-	pthread_mutex_unlock(&hb->mu);
-	if (started) {
-		pthread_join(hb->renew_thr, NULL);
-		pthread_join(hb->mon_thr, NULL);
-	}
-	pthread_mutex_lock(&hb->mu);
+	threads = hb->threads;
 	hb->threads = false;
-	slot = hb->slot;
-	hb->slot = -1;
-	atomic_store(&hb->deadline, 0);
-	atomic_fetch_add(&hb->epoch, 1);
 	pthread_mutex_unlock(&hb->mu);
-	if (slot < 0)
+	if (!threads)
 		return 0;
-	nb = xalloc(512);
-	if (!nb)
-		return -ENOMEM;
-	memset(&s, 0, sizeof(s));
-	s.magic = VMFS_HB_MAGIC_FREE;
-	s.pos = vmfs_hb_slot_off((unsigned)slot);
-	s.seq = hb->gen + 1;
-	s.uptime = hb->last_stamp;
-	vmfs_hb_slot_encode(&s, nb);
-	r = vmfs_bdev_ats(hb->bd, s.pos, hb->last, nb, NULL);
-	if (r == -ESTALE)
-		vmfs_hb_log(hb, "leave: slot %d was already taken over by a reclaimer", slot);
-	else if (r)
-		vmfs_hb_log(hb, "leave: freeing slot %d failed: %s", slot, strerror(-r));
-	free(nb);
-	return r == -ESTALE ? 0 : r;
+	stop_threads(hb, true, true);
+	return free_own_slot(hb);
 }
 
 /* ---- other hosts ------------------------------------------------------------ */
