@@ -1,0 +1,1218 @@
+/* vmfs-fuse: the FUSE low-level operations over the filesystem API. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmfs_fuse.h"
+
+#define VF(req) ((struct vf *)fuse_req_userdata(req))
+#define FH_WRITE 0x1u
+#define FH_DIRECT 0x2u
+#define ZERO_CHUNK (1u << 20)
+
+static const char *const sys_names[] = {
+	".fbb.sf", ".fdc.sf", ".pbc.sf", ".sbc.sf", ".vh.sf", ".pb2.sf", ".sdd.sf", ".jbc.sf",
+};
+
+void vf_log(void *ctx, int level, const char *msg)
+{
+	struct vf *v = ctx;
+
+	if (level > VMFS_LOG_WARN && !(v && v->debug))
+		return;
+	fprintf(stderr, "vmfs-fuse: %s\n", msg);
+}
+
+bool vf_is_sysname(uint32_t dir, const char *name)
+{
+	if (dir != VMFS_ROOT_ADDR)
+		return false;
+	for (size_t i = 0; i < sizeof(sys_names) / sizeof(sys_names[0]); i++)
+		if (!strcmp(name, sys_names[i]))
+			return true;
+	return false;
+}
+
+bool vf_is_sysfile(const struct vf *v, uint32_t addr)
+{
+	for (unsigned i = 0; i < v->nsys; i++)
+		if (v->sys_addr[i] == addr)
+			return true;
+	return false;
+}
+
+static int check_name(const char *name)
+{
+	size_t l = strlen(name);
+
+	if (!l)
+		return -ENOENT;
+	if (l > VF_NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* ---- per-thread aligned buffers ------------------------------------------------ */
+
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+
+struct tbuf {
+	void *p;
+	size_t cap;
+};
+
+static void tbuf_free(void *p)
+{
+	struct tbuf *b = p;
+
+	if (b) {
+		free(b->p);
+		free(b);
+	}
+}
+
+static void buf_key_init(void)
+{
+	pthread_key_create(&buf_key, tbuf_free);
+}
+
+/* A 4 KiB-aligned buffer of at least @len bytes, owned by this thread. */
+static void *tbuf_get(size_t len)
+{
+	struct tbuf *b;
+
+	pthread_once(&buf_once, buf_key_init);
+	b = pthread_getspecific(buf_key);
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return NULL;
+		pthread_setspecific(buf_key, b);
+	}
+	if (b->cap < len) {
+		void *p;
+		size_t cap = (len + 65535) & ~(size_t)65535;
+
+		if (posix_memalign(&p, 4096, cap))
+			return NULL;
+		free(b->p);
+		b->p = p;
+		b->cap = cap;
+	}
+	return b->p;
+}
+
+/* ---- attributes -------------------------------------------------------------------- */
+
+static void fill_stat(struct vf *v, const struct vmfs_stat *vs, struct stat *st)
+{
+	struct vf_node *n = vf_node_find(v, vs->addr);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = vf_ino(vs->addr);
+	st->st_mode = vs->mode;
+	st->st_nlink = vs->nlink;
+	st->st_uid = vs->uid;
+	st->st_gid = vs->gid;
+	st->st_size = (off_t)vs->size;
+	st->st_blocks = (blkcnt_t)vs->blocks512;
+	st->st_blksize = 1 << 20;
+	st->st_atim.tv_sec = vs->atime;
+	st->st_mtim.tv_sec = vs->mtime;
+	st->st_ctim.tv_sec = vs->ctime;
+	if (n) {
+		pthread_mutex_lock(&v->mu);
+		if (n->dirty && n->gen == vs->gen)
+			st->st_mtim.tv_sec = st->st_ctim.tv_sec = n->dirty_time;
+		pthread_mutex_unlock(&v->mu);
+	}
+}
+
+static int do_stat(struct vf *v, uint32_t addr, struct stat *st, uint32_t *gen)
+{
+	struct vmfs_stat vs;
+	int r = vmfs_stat(v->fs, addr, &vs);
+
+	if (r)
+		return r;
+	fill_stat(v, &vs, st);
+	if (gen)
+		*gen = vs.gen;
+	return 0;
+}
+
+/* Look @addr up for the kernel: one more reference on success. */
+static int make_entry(struct vf *v, uint32_t addr, struct fuse_entry_param *e)
+{
+	uint32_t gen;
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	r = do_stat(v, addr, &e->attr, &gen);
+	if (r)
+		return r;
+	if (!vf_node_ref(v, addr, gen, 1))
+		return -ENOMEM;
+	e->ino = vf_ino(addr);
+	e->generation = gen;
+	e->attr_timeout = v->attr_timeout;
+	e->entry_timeout = v->entry_timeout;
+	return 0;
+}
+
+static void reply_entry(fuse_req_t req, struct vf *v, uint32_t addr)
+{
+	struct fuse_entry_param e;
+	int r = make_entry(v, addr, &e);
+
+	if (r)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_entry(req, &e) == -ENOENT)
+		vf_node_forget(v, addr, 1);   /* interrupted */
+}
+
+/* Record the data writes made straight to the device in the FD's mtime. */
+static int commit_mtime(struct vf *v, struct vf_node *n)
+{
+	uint32_t t;
+	int r;
+
+	pthread_mutex_lock(&v->mu);
+	if (!n->dirty) {
+		pthread_mutex_unlock(&v->mu);
+		return 0;
+	}
+	n->dirty = false;
+	t = n->dirty_time;
+	pthread_mutex_unlock(&v->mu);
+	r = vmfs_setattr(v->fs, n->addr, VMFS_SET_MTIME, 0, 0, 0, 0, t);
+	if (r == -ENOENT)
+		r = 0;
+	return r;
+}
+
+/* ---- lookup / forget / getattr / setattr ---------------------------------------------- */
+
+static void op_init(void *ud, struct fuse_conn_info *conn)
+{
+	struct vf *v = ud;
+
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;   /* other hosts must see our writes */
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
+	(void)v;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vf *v = VF(req);
+	uint32_t a;
+	int r = check_name(name);
+
+	if (!r)
+		r = vmfs_lookup(v->fs, vf_addr(parent), name, &a);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	reply_entry(req, v, a);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	vf_node_forget(VF(req), vf_addr(ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *fl)
+{
+	for (size_t i = 0; i < count; i++)
+		vf_node_forget(VF(req), vf_addr(fl[i].ino), fl[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	struct stat st;
+	int r = do_stat(v, vf_addr(ino), &st, NULL);
+
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, v->attr_timeout);
+}
+
+/* Change the size of @addr; holds the layout lock against direct writes. */
+static int set_size(struct vf *v, uint32_t addr, uint64_t size)
+{
+	struct vf_node *n = vf_node_find(v, addr);
+	int r;
+
+	if (n)
+		pthread_rwlock_wrlock(&n->layout);
+	r = vmfs_truncate(v->fs, addr, size);
+	if (n) {
+		pthread_mutex_lock(&v->mu);
+		n->ext_valid = false;
+		if (!r && n->size_valid)
+			n->size = size;
+		pthread_mutex_unlock(&v->mu);
+		pthread_rwlock_unlock(&n->layout);
+	}
+	return r;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	unsigned mask = 0;
+	uint32_t now = (uint32_t)time(NULL), at = 0, mt = 0;
+	struct vf_node *n;
+	struct stat st;
+	int r = 0;
+
+	if (v->ro) {
+		r = -EROFS;
+		goto out;
+	}
+	if (vf_is_sysfile(v, addr)) {
+		r = -EPERM;
+		goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		r = set_size(v, addr, (uint64_t)attr->st_size);
+		if (r == -EPERM)
+			r = -EINVAL;   /* not a regular file */
+		if (r)
+			goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE)
+		mask |= VMFS_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		mask |= VMFS_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		mask |= VMFS_SET_GID;
+	if (to_set & FUSE_SET_ATTR_ATIME) {
+		mask |= VMFS_SET_ATIME;
+		at = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? now : (uint32_t)attr->st_atim.tv_sec;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME) {
+		mask |= VMFS_SET_MTIME;
+		mt = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : (uint32_t)attr->st_mtim.tv_sec;
+		n = vf_node_find(v, addr);
+		if (n) {
+			/* an explicit time wins over writes made before it */
+			pthread_mutex_lock(&v->mu);
+			n->dirty = false;
+			pthread_mutex_unlock(&v->mu);
+		}
+	}
+	if (mask || (to_set & FUSE_SET_ATTR_CTIME))
+		r = vmfs_setattr(v->fs, addr, mask, attr->st_mode & 07777, attr->st_uid,
+				 attr->st_gid, at, mt);
+out:
+	if (!r)
+		r = do_stat(v, addr, &st, NULL);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, v->attr_timeout);
+	(void)fi;
+}
+
+/* ---- namespace ------------------------------------------------------------------------ */
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct vf *v = VF(req);
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	uint32_t a;
+	int r = check_name(name);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r)
+		r = vmfs_mkdir(v->fs, vf_addr(parent), name, mode & 07777, c->uid, c->gid, &a);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(req, v, a);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct vf *v = VF(req);
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	uint32_t a;
+	int r = check_name(name);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r)
+		r = vmfs_symlink(v->fs, vf_addr(parent), name, link, &a);
+	if (!r && (c->uid || c->gid))
+		vmfs_setattr(v->fs, a, VMFS_SET_UID | VMFS_SET_GID, 0, c->uid, c->gid, 0, 0);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(req, v, a);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vf *v = VF(req);
+	char buf[4097];
+	int r = vmfs_readlink(v->fs, vf_addr(ino), buf, sizeof(buf));
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	int r = check_name(newname);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r && vf_is_sysfile(v, addr))
+		r = -EPERM;
+	if (!r)
+		r = vmfs_link(v->fs, addr, vf_addr(newparent), newname);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(req, v, addr);
+}
+
+/* If @name in @dir names a file this mount has open and this is its last
+ * link, rename it out of the way instead (removed on its last release), so
+ * open handles keep working as POSIX promises.  \return 1 when hidden. */
+static int hide_if_open(struct vf *v, uint32_t dir, const char *name)
+{
+	struct vmfs_stat vs;
+	struct vf_node *n;
+	char hidden[64];
+	uint32_t a;
+	bool busy;
+	int r;
+
+	if (vmfs_lookup(v->fs, dir, name, &a))
+		return 0;
+	n = vf_node_find(v, a);
+	if (!n)
+		return 0;
+	pthread_mutex_lock(&v->mu);
+	busy = n->opens > 0 && !n->hidden;
+	pthread_mutex_unlock(&v->mu);
+	if (!busy || vmfs_stat(v->fs, a, &vs) || vs.type == VMFS_TYPE_DIR || vs.nlink != 1)
+		return 0;
+	snprintf(hidden, sizeof(hidden), ".vmfs-fuse-hidden-%08x-%u", a, vs.gen);
+	r = vmfs_rename(v->fs, dir, name, dir, hidden);
+	if (r)
+		return r;
+	pthread_mutex_lock(&v->mu);
+	n->hidden = strdup(hidden);
+	n->hidden_dir = dir;
+	pthread_mutex_unlock(&v->mu);
+	return 1;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vf *v = VF(req);
+	uint32_t dir = vf_addr(parent);
+	int r = check_name(name);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r && vf_is_sysname(dir, name))
+		r = -EPERM;
+	if (!r)
+		r = hide_if_open(v, dir, name);
+	if (r == 0)
+		r = vmfs_unlink(v->fs, dir, name);
+	fuse_reply_err(req, r > 0 ? 0 : -r);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vf *v = VF(req);
+	uint32_t dir = vf_addr(parent);
+	int r = check_name(name);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r && vf_is_sysname(dir, name))
+		r = -EPERM;
+	if (!r)
+		r = vmfs_rmdir(v->fs, dir, name);
+	fuse_reply_err(req, -r);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct vf *v = VF(req);
+	uint32_t sd = vf_addr(parent), dd = vf_addr(newparent), a;
+	int r = check_name(name);
+
+	if (!r)
+		r = check_name(newname);
+	if (!r && (flags & ~RENAME_NOREPLACE))
+		r = -EINVAL;   /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r && (vf_is_sysname(sd, name) || vf_is_sysname(dd, newname)))
+		r = -EPERM;
+	if (!r && (flags & RENAME_NOREPLACE) && vmfs_lookup(v->fs, dd, newname, &a) == 0)
+		r = -EEXIST;
+	if (!r && !(sd == dd && !strcmp(name, newname))) {
+		uint32_t sa;
+
+		/* a replaced target this mount has open stays readable */
+		if (vmfs_lookup(v->fs, sd, name, &sa) == 0 &&
+		    vmfs_lookup(v->fs, dd, newname, &a) == 0 && sa != a) {
+			struct vmfs_stat ss, ds;
+
+			if (!vmfs_stat(v->fs, sa, &ss) && !vmfs_stat(v->fs, a, &ds) &&
+			    (ss.type == VMFS_TYPE_DIR) == (ds.type == VMFS_TYPE_DIR)) {
+				r = hide_if_open(v, dd, newname);
+				if (r > 0)
+					r = 0;
+			}
+		}
+	}
+	if (!r)
+		r = vmfs_rename(v->fs, sd, name, dd, newname);
+	fuse_reply_err(req, -r);
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+static bool wants_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Take the cluster lock for writing and register the handle. */
+static int open_node(struct vf *v, uint32_t addr, uint32_t gen, struct fuse_file_info *fi)
+{
+	bool w = wants_write(fi->flags);
+	struct vf_node *n;
+	int r;
+
+	if (w) {
+		struct vmfs_lock_conflict c;
+
+		memset(&c, 0, sizeof(c));
+		r = vmfs_host_lock_file(v->host, addr, VMFS_LM_EXCL, &c);
+		if (r == -EBUSY) {
+			char u[40];
+			const uint8_t *b = c.uuid;
+
+			snprintf(u, sizeof(u), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+				 "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6],
+				 b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+			fprintf(stderr, "vmfs-fuse: file 0x%08x is locked by host %s (slot %d)\n",
+				addr, u, c.slot);
+		}
+		if (r)
+			return r;
+	}
+	n = vf_node_open(v, addr, gen, w);
+	if (!n) {
+		if (w)
+			vmfs_host_unlock_file(v->host, addr);
+		return -ENOMEM;
+	}
+	fi->fh = (w ? FH_WRITE : 0) | ((fi->flags & O_DIRECT) ? FH_DIRECT : 0);
+	fi->direct_io = v->direct_io || (fi->flags & O_DIRECT);
+	fi->keep_cache = 0;   /* close-to-open: drop pages another host may have changed */
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	struct vmfs_stat vs;
+	int r;
+
+	r = vmfs_stat(v->fs, addr, &vs);
+	if (!r && vs.type == VMFS_TYPE_DIR)
+		r = -EISDIR;
+	if (!r && wants_write(fi->flags)) {
+		if (v->ro)
+			r = -EROFS;
+		else if (vf_is_sysfile(v, addr) || vs.type != VMFS_TYPE_FILE)
+			r = -EPERM;
+	}
+	if (!r)
+		r = open_node(v, addr, vs.gen, fi);
+	if (r)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_open(req, fi) == -ENOENT)
+		fuse_reply_none(req);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	uint32_t dir = vf_addr(parent), a;
+	struct fuse_entry_param e;
+	struct vmfs_stat vs;
+	int r = check_name(name);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r && vf_is_sysname(dir, name))
+		r = -EPERM;
+	if (!r && !S_ISREG(mode))
+		r = -EINVAL;
+	if (!r) {
+		r = vmfs_create(v->fs, dir, name, mode & 07777, c->uid, c->gid, &a);
+		if (r == -EEXIST && !(fi->flags & O_EXCL)) {
+			/* another host created it since the kernel's lookup */
+			r = vmfs_lookup(v->fs, dir, name, &a);
+			if (!r)
+				r = vmfs_stat(v->fs, a, &vs);
+			if (!r && vs.type == VMFS_TYPE_DIR)
+				r = -EISDIR;
+		}
+	}
+	if (!r)
+		r = make_entry(v, a, &e);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	r = open_node(v, a, (uint32_t)e.generation, fi);
+	if (r) {
+		vf_node_forget(v, a, 1);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (fi->flags & O_TRUNC && e.attr.st_size) {
+		r = set_size(v, a, 0);
+		if (!r)
+			e.attr.st_size = 0;
+	}
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	struct vf_node *n = vf_node_find(v, addr);
+	bool w = fi->fh & FH_WRITE, last_w = false, last = false;
+	char *hidden = NULL;
+	uint32_t hdir = 0;
+
+	if (n) {
+		if (w)
+			commit_mtime(v, n);
+		vf_node_close(v, n, w, &last_w, &last);
+		if (last) {
+			pthread_mutex_lock(&v->mu);
+			hidden = n->hidden;
+			hdir = n->hidden_dir;
+			n->hidden = NULL;
+			pthread_mutex_unlock(&v->mu);
+		}
+	}
+	if (w)
+		vmfs_host_unlock_file(v->host, addr);
+	if (hidden) {
+		int r = vmfs_unlink(v->fs, hdir, hidden);
+
+		if (r)
+			fprintf(stderr, "vmfs-fuse: cannot remove %s (unlinked while open): %s\n",
+				hidden, strerror(-r));
+		free(hidden);
+	}
+	if (n && last)
+		vf_node_maybe_free(v, n);
+	fuse_reply_err(req, 0);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	struct vf_node *n = (fi->fh & FH_WRITE) ? vf_node_find(v, vf_addr(ino)) : NULL;
+	int r = n ? commit_mtime(v, n) : 0;
+
+	fuse_reply_err(req, -r);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	struct vf_node *n = vf_node_find(v, vf_addr(ino));
+	int r = 0;
+
+	if (n && !datasync)
+		r = commit_mtime(v, n);
+	if (!r && !v->ro)
+		r = vmfs_bdev_flush(v->bd);
+	fuse_reply_err(req, -r);
+	(void)fi;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	void *buf = tbuf_get(size ? size : 1);
+	int64_t r;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = vmfs_pread(v->fs, vf_addr(ino), buf, size, (uint64_t)off);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	(void)fi;
+}
+
+/* Where [off, off+len) of @n lives on the LV when it is wholly inside one
+ * allocated extent below EOF; valid only while we hold the file lock and the
+ * layout lock (shared).  \return 1 found, 0 not (take the fs path), <0 error. */
+static int direct_target(struct vf *v, struct vf_node *n, uint64_t off, uint64_t len,
+			 uint64_t *lv)
+{
+	struct vmfs_extent ext;
+	struct vmfs_stat vs;
+	int r;
+
+	pthread_mutex_lock(&v->mu);
+	if (!n->size_valid) {
+		pthread_mutex_unlock(&v->mu);
+		r = vmfs_stat(v->fs, n->addr, &vs);
+		if (r)
+			return r;
+		pthread_mutex_lock(&v->mu);
+		if (!n->size_valid && n->wopens) {
+			n->size = vs.size;
+			n->size_valid = true;
+		}
+	}
+	if (!n->size_valid || off + len > n->size) {
+		pthread_mutex_unlock(&v->mu);
+		return 0;
+	}
+	if (n->ext_valid && off >= n->ext_off && off + len <= n->ext_off + n->ext_len) {
+		*lv = n->ext_lv + (off - n->ext_off);
+		pthread_mutex_unlock(&v->mu);
+		return 1;
+	}
+	pthread_mutex_unlock(&v->mu);
+	r = vmfs_map(v->fs, n->addr, off, 0, &ext);
+	if (r == -ENXIO)
+		return 0;
+	if (r)
+		return r;
+	if (ext.state != VMFS_EXT_ALLOCATED || off + len > ext.file_off + ext.len)
+		return 0;
+	pthread_mutex_lock(&v->mu);
+	n->ext_valid = true;
+	n->ext_off = ext.file_off;
+	n->ext_len = ext.len;
+	n->ext_lv = ext.lv_off;
+	pthread_mutex_unlock(&v->mu);
+	*lv = ext.lv_off + (off - ext.file_off);
+	return 1;
+}
+
+static void mark_dirty(struct vf *v, struct vf_node *n)
+{
+	pthread_mutex_lock(&v->mu);
+	n->dirty = true;
+	n->dirty_time = (uint32_t)time(NULL);
+	pthread_mutex_unlock(&v->mu);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	struct vf_node *n = vf_node_find(v, addr);
+	const void *src = buf;
+	uint64_t lv = 0;
+	int64_t r;
+
+	if (!(fi->fh & FH_WRITE) || !n) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (v->direct_bdev && ((uintptr_t)buf & 4095)) {
+		void *b = tbuf_get(size ? size : 1);
+
+		if (!b) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(b, buf, size);
+		src = b;
+	}
+	/* Fast path: an allocated block below EOF, sector-aligned I/O: write it
+	 * in place (no metadata changes; the mtime is recorded at flush). */
+	if (size && !(off & 511) && !(size & 511)) {
+		pthread_rwlock_rdlock(&n->layout);
+		r = direct_target(v, n, (uint64_t)off, size, &lv);
+		if (r == 1) {
+			r = vmfs_bdev_write(v->bd, src, size, lv);
+			if (!r) {
+				mark_dirty(v, n);
+				r = (int64_t)size;
+			}
+		}
+		pthread_rwlock_unlock(&n->layout);
+		if (r != 0)
+			goto reply;
+	}
+	pthread_rwlock_wrlock(&n->layout);
+	r = vmfs_pwrite(v->fs, addr, src, size, (uint64_t)off);
+	pthread_mutex_lock(&v->mu);
+	n->ext_valid = false;   /* the file may have changed mode (resident/SB -> FB) */
+	if (r > 0 && n->size_valid && (uint64_t)off + (uint64_t)r > n->size)
+		n->size = (uint64_t)off + (uint64_t)r;
+	pthread_mutex_unlock(&v->mu);
+	pthread_rwlock_unlock(&n->layout);
+reply:
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_write(req, (size_t)r);
+}
+
+/* Zero [off, end) of the file without allocating: allocated ranges get
+ * zeros written, holes and to-be-zeroed blocks already read as zeros. */
+static void *zeros;
+static pthread_once_t zeros_once = PTHREAD_ONCE_INIT;
+
+static void zeros_init(void)
+{
+	if (posix_memalign(&zeros, 4096, ZERO_CHUNK) == 0)
+		memset(zeros, 0, ZERO_CHUNK);
+	else
+		zeros = NULL;
+}
+
+static int zero_allocated(struct vf *v, uint32_t addr, uint64_t off, uint64_t end)
+{
+	struct vmfs_extent ext;
+	int r;
+
+	pthread_once(&zeros_once, zeros_init);
+	if (!zeros)
+		return -ENOMEM;
+	while (off < end) {
+		r = vmfs_map(v->fs, addr, off, end - off, &ext);
+		if (r == -ENXIO)
+			return 0;
+		if (r)
+			return r;
+		uint64_t e = ext.file_off + ext.len < end ? ext.file_off + ext.len : end;
+		if (ext.state == VMFS_EXT_ALLOCATED || ext.state == VMFS_EXT_INLINE) {
+			for (uint64_t p = off; p < e;) {
+				uint64_t n = e - p < ZERO_CHUNK ? e - p : ZERO_CHUNK;
+				int64_t w = vmfs_pwrite(v->fs, addr, zeros, n, p);
+
+				if (w < 0)
+					return (int)w;
+				p += n;
+			}
+		}
+		off = e;
+	}
+	return 0;
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	struct vf_node *n = vf_node_find(v, addr);
+	uint64_t off = (uint64_t)offset, len = (uint64_t)length, end = off + len;
+	struct vmfs_stat vs;
+	int r = 0;
+
+	if (v->ro) {
+		r = -EROFS;
+		goto out;
+	}
+	if (vf_is_sysfile(v, addr)) {
+		r = -EPERM;
+		goto out;
+	}
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		r = -EOPNOTSUPP;
+		goto out;
+	}
+	if ((mode & FALLOC_FL_PUNCH_HOLE) &&
+	    (!(mode & FALLOC_FL_KEEP_SIZE) || (mode & FALLOC_FL_ZERO_RANGE))) {
+		r = -EOPNOTSUPP;
+		goto out;
+	}
+	if (offset < 0 || length <= 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (n)
+		pthread_rwlock_wrlock(&n->layout);
+	r = vmfs_stat(v->fs, addr, &vs);
+	if (r)
+		goto unlock;
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		uint64_t size = vs.size, bs = vs.blk_size ? vs.blk_size : 1;
+		uint64_t zend = end < size ? end : size;
+
+		/* Whole blocks from a block boundary to EOF are freed (truncate
+		 * down, then back up: the tail becomes a hole); the rest is
+		 * overwritten with zeros where allocated.  The fs has no call
+		 * that frees blocks in the middle of a file. */
+		if (off < size && end >= size && vs.type == VMFS_TYPE_FILE) {
+			uint64_t cut = (off + bs - 1) / bs * bs;
+
+			if (cut < size && vs.blk_size >= (1u << 20)) {
+				r = vmfs_truncate(v->fs, addr, cut);
+				if (!r)
+					r = vmfs_truncate(v->fs, addr, size);
+				if (r)
+					goto unlock;
+				zend = cut;
+			}
+		}
+		if (off < zend)
+			r = zero_allocated(v, addr, off, zend);
+		if (!r && (mode & FALLOC_FL_ZERO_RANGE) && !(mode & FALLOC_FL_KEEP_SIZE) &&
+		    end > size)
+			r = vmfs_truncate(v->fs, addr, end);
+	} else {
+		unsigned fl = VMFS_ALLOC_TBZ | ((mode & FALLOC_FL_KEEP_SIZE) ? VMFS_ALLOC_KEEP_SIZE : 0);
+
+		r = vmfs_fallocate(v->fs, addr, off, len, fl);
+	}
+unlock:
+	if (n) {
+		pthread_mutex_lock(&v->mu);
+		n->ext_valid = n->size_valid = false;
+		pthread_mutex_unlock(&v->mu);
+		pthread_rwlock_unlock(&n->layout);
+	}
+out:
+	fuse_reply_err(req, -r);
+	(void)fi;
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
+	struct vmfs_extent ext;
+	struct vmfs_stat vs;
+	uint64_t pos = (uint64_t)off;
+	int r;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = vmfs_stat(v->fs, addr, &vs);
+	if (r)
+		goto err;
+	if (off < 0 || pos >= vs.size) {
+		r = -ENXIO;
+		goto err;
+	}
+	for (;;) {
+		bool data;
+
+		r = vmfs_map(v->fs, addr, pos, 0, &ext);
+		if (r == -ENXIO && whence == SEEK_HOLE) {
+			pos = vs.size;
+			break;
+		}
+		if (r)
+			goto err;
+		data = ext.state == VMFS_EXT_ALLOCATED || ext.state == VMFS_EXT_INLINE;
+		if (data == (whence == SEEK_DATA)) {
+			if (ext.file_off > pos)
+				pos = ext.file_off;
+			break;
+		}
+		pos = ext.file_off + ext.len;
+		if (pos >= vs.size) {
+			if (whence == SEEK_DATA) {
+				r = -ENXIO;
+				goto err;
+			}
+			pos = vs.size;
+			break;
+		}
+	}
+	fuse_reply_lseek(req, (off_t)pos);
+	return;
+err:
+	fuse_reply_err(req, -r);
+	(void)fi;
+}
+
+/* ---- directories -------------------------------------------------------------------- */
+
+struct dsnap_ent {
+	uint32_t addr, type;
+	char name[VF_NAME_MAX + 2];
+};
+
+struct dsnap {
+	struct dsnap_ent *e;
+	size_t n, cap;
+};
+
+static int snap_cb(void *ctx, const struct vmfs_dirent *de)
+{
+	struct dsnap *d = ctx;
+
+	if (d->n == d->cap) {
+		size_t nc = d->cap ? d->cap * 2 : 64;
+		struct dsnap_ent *ne = realloc(d->e, nc * sizeof(*ne));
+
+		if (!ne)
+			return -ENOMEM;
+		d->e = ne;
+		d->cap = nc;
+	}
+	d->e[d->n].addr = de->addr;
+	d->e[d->n].type = de->type;
+	snprintf(d->e[d->n].name, sizeof(d->e[d->n].name), "%s", de->name);
+	d->n++;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+	struct dsnap *d = calloc(1, sizeof(*d));
+	int r;
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = vmfs_readdir(v->fs, vf_addr(ino), snap_cb, d);
+	if (r) {
+		free(d->e);
+		free(d);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(d->e);
+		free(d);
+	}
+}
+
+static mode_t dtype_mode(uint32_t type)
+{
+	return type == VMFS_TYPE_DIR ? S_IFDIR : type == VMFS_TYPE_SYMLINK ? S_IFLNK : S_IFREG;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct vf *v = VF(req);
+	struct dsnap *d = (struct dsnap *)(uintptr_t)fi->fh;
+	char *buf = calloc(1, size);
+	size_t pos = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		const struct dsnap_ent *de = &d->e[i];
+		bool dot = !strcmp(de->name, ".") || !strcmp(de->name, "..");
+		size_t need;
+
+		if (!plus) {
+			struct stat st = { .st_ino = vf_ino(de->addr), .st_mode = dtype_mode(de->type) };
+
+			if (!strcmp(de->name, "."))
+				st.st_ino = ino;
+			need = fuse_add_direntry(req, buf + pos, size - pos, de->name, &st,
+						 (off_t)i + 1);
+		} else {
+			struct fuse_entry_param e;
+
+			if (dot) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = !strcmp(de->name, ".") ? ino : vf_ino(de->addr);
+				e.attr.st_mode = S_IFDIR;
+			} else if (make_entry(v, de->addr, &e)) {
+				continue;   /* removed meanwhile */
+			}
+			need = fuse_add_direntry_plus(req, buf + pos, size - pos, de->name, &e,
+						      (off_t)i + 1);
+			if (need > size - pos && !dot)
+				vf_node_forget(v, de->addr, 1);
+		}
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dsnap *d = (struct dsnap *)(uintptr_t)fi->fh;
+
+	if (d) {
+		free(d->e);
+		free(d);
+	}
+	fuse_reply_err(req, 0);
+	(void)ino;
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct vf *v = VF(req);
+
+	fuse_reply_err(req, v->ro ? 0 : -vmfs_bdev_flush(v->bd));
+	(void)ino, (void)datasync, (void)fi;
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vf *v = VF(req);
+	struct vmfs_statfs vs;
+	struct statvfs st;
+	int r = vmfs_fs_statfs(v->fs, &vs);
+
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = vs.block_size;
+	st.f_frsize = vs.block_size;
+	st.f_blocks = vs.total_blocks;
+	st.f_bfree = vs.free_blocks;
+	st.f_bavail = vs.free_blocks;
+	st.f_files = vs.total_fds;
+	st.f_ffree = vs.free_fds;
+	st.f_favail = vs.free_fds;
+	st.f_namemax = VF_NAME_MAX;
+	fuse_reply_statfs(req, &st);
+	(void)ino;
+}
+
+/* ---- extended attributes: not part of the format -------------------------------------- */
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	fuse_reply_err(req, ENOTSUP);
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	fuse_reply_err(req, ENOTSUP);
+	(void)ino, (void)name, (void)size;
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	fuse_reply_err(req, ENOTSUP);
+	(void)ino, (void)size;
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, ENOTSUP);
+	(void)ino, (void)name;
+}
+
+const struct fuse_lowlevel_ops vf_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+};
