@@ -25,7 +25,7 @@
 #define DOFF   0x200000ull
 #define NSEC   96
 #define TXNS   30
-#define RUNS   250
+#define RUNS   250              /* VMFS_CRASH_RUNS overrides (bench: more) */
 
 static char path[128];
 
@@ -150,9 +150,12 @@ static void test_crash_points(void **st)
 	struct vmfs_jsector *s = calloc(70, sizeof(*s));
 	uint8_t *img = malloc(NSEC * 512), *want = malloc(NSEC * 512), *want2 = malloc(NSEC * 512);
 	uint64_t total, rng = 0x5eed;
-	int committed, attempted, in_flight_applied = 0, torn_seen = 0, mid = 0;
+	int committed, attempted, in_flight_applied = 0, torn_seen = 0, mid = 0, runs = RUNS;
+	const char *env = getenv("VMFS_CRASH_RUNS");
 
 	(void)st;
+	if (env && atoi(env) > 0)
+		runs = atoi(env);
 	assert_non_null(s);
 	assert_non_null(img);
 	assert_non_null(want);
@@ -161,7 +164,7 @@ static void test_crash_points(void **st)
 	total = run(1, 0, false, false, &committed, &attempted);
 	assert_int_equal(committed, TXNS);
 	assert_true(total > 100);
-	for (int i = 0; i < RUNS; i++) {
+	for (int i = 0; i < runs; i++) {
 		uint64_t seed = mix(rng += 77), cut = 1 + mix(seed) % (total + 10);
 		bool tear = (seed >> 8) & 1, lazy = (seed >> 9) & 1;
 		struct vmfs_bdev *bd;
@@ -191,8 +194,8 @@ static void test_crash_points(void **st)
 	}
 	printf("journal crash: %d cut points (%d mid-workload, %d in-flight commits landed whole, "
 	       "%d torn tails ignored), %" PRIu64 " I/Os per run\n",
-	       RUNS, mid, in_flight_applied, torn_seen, total);
-	assert_true(mid > RUNS / 2);
+	       runs, mid, in_flight_applied, torn_seen, total);
+	assert_true(mid > runs / 2);
 	free(s);
 	free(img);
 	free(want);
