@@ -53,3 +53,15 @@ def test_fault_url_counter(tmp_path):
     img.write_bytes(b"\0" * (1 << 20))
     run_counters("fault:" + str(img), 2, 1000)
     assert read_counter(img) == 2000
+
+
+def test_threads_share_one_handle(tmp_path):
+    """Threads doing sync I/O and ATS on one file handle beside an async queue."""
+    img = tmp_path / "t.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    for url in (str(img), "fault:" + str(img)):
+        p = subprocess.run([prog_path("bdev_threads"), url, "4", "300"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "counter=1200" in p.stdout

@@ -91,3 +91,14 @@ def test_iscsi_io_during_reservations(tgt_target):
     for c, (_, err) in zip(counters, outs):
         assert c.returncode == 0, err
     assert counter_in(tgt_target.backing, 8192) == 800
+
+
+def test_iscsi_threads_share_one_session(tgt_target):
+    """Four threads doing sync I/O and ATS on one handle (one libiscsi
+    context) while the main thread drives an async queue on it."""
+    p = subprocess.run([prog_path("bdev_threads"), tgt_target.url, "4", "150"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "counter=600" in p.stdout
+    assert int(p.stdout.split("async_ios=")[1]) > 0
+    assert counter_in(tgt_target.backing, 16 * 512) == 600
