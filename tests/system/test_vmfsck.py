@@ -367,3 +367,17 @@ def test_truncated_images(filled, tmp_path):
         p = vmfsck("-n", img)
         assert p.returncode == 8, p.stdout + p.stderr
         assert "vmfsck:" in p.stderr and p.stderr.count("\n") <= 2
+
+
+def test_io_errors_are_operational_errors(filled):
+    """A device that fails the Nth I/O (blockdev fault wrapper): exit 8 with the
+    reason, never a verdict about the volume built on a partial read."""
+    img, _ = filled
+    seen8 = 0
+    for n in range(2, 90, 4):
+        p = vmfsck("-n", f"fault:{img}?fail_nth={n}")
+        assert p.returncode in (0, 8), (n, p.stdout, p.stderr)
+        if p.returncode == 8:
+            seen8 += 1
+            assert "Input/output error" in p.stdout + p.stderr, (n, p.stdout, p.stderr)
+    assert seen8 >= 3

@@ -22,6 +22,14 @@ static const uint32_t res_magic[VMFS_RES_COUNT] = { VMFS_MAGIC_FBB, VMFS_MAGIC_F
 #define DIRENT_SIZE 140u
 #define MAX_LISTED  20u   /* lost/unallocated items listed one by one per resource */
 
+/* A device error (not corrupt metadata): the check is incomplete, exit 8. */
+static int ioerr(struct ck *c, int e)
+{
+	if (e == -EIO || e == -ENXIO || e == -ENOMEM || e == -ENODEV || e == -ENOSPC)
+		c->io_error = true;
+	return e;
+}
+
 /* ---- FD decoding (FORMAT.md §7) -------------------------------------------------- */
 
 static void fd_decode(const uint8_t *b, struct vmfs_fd *fd)
@@ -254,7 +262,7 @@ static bool visit_pb(struct ck *c, struct walk *w, uint32_t pb, unsigned slot, u
 
 static int read_pb(struct ck *c, struct walk *w, uint32_t pb, uint32_t *ptrs)
 {
-	int e = vmfs_pb_read(c->fs, pb, ptrs);
+	int e = ioerr(c, vmfs_pb_read(c->fs, pb, ptrs));
 
 	if (e && !w->find_dups) {
 		problem(c, "file 0x%08x: cannot read pointer block 0x%08x: %s", w->fd_addr, pb, strerror(-e));
@@ -463,7 +471,7 @@ static int load_clusters(struct ck *c, int k)
 				e = vmfs_fsck_res_file_lv(c->fs, k, foff + (uint64_t)ci * 1024u, 1024, &lv);
 				if (!e)
 					e = vmfs_bdev_read(c->lv, h, 1024, lv);
-				if (e) {
+				if (ioerr(c, e)) {
 					unfixable(c, "%s cluster %u: cannot read its header: %s", res_name[k], idx,
 						  strerror(-e));
 					c->cl_total[k][idx] = expected_total(ri, idx);
@@ -575,7 +583,7 @@ static int scan_fdc(struct ck *c)
 		int e = vmfs_fsck_res_file_lv(c->fs, VMFS_RES_FDC, foff, n * ds, &lv);
 		if (!e)
 			e = vmfs_bdev_read(c->lv, buf, n * ds, lv);
-		if (e) {
+		if (ioerr(c, e)) {
 			unfixable(c, ".fdc.sf: cannot read descriptors %llu..%llu: %s", (unsigned long long)i,
 				  (unsigned long long)(i + n - 1), strerror(-e));
 			c->tree_incomplete = true;
@@ -740,7 +748,8 @@ static int dir_cb(void *ctx, const struct vmfs_dirent *de)
 static void walk_dir(struct ck *c, uint32_t dir, uint32_t parent, uint32_t *queue, size_t *qn, size_t qcap)
 {
 	struct dirctx d = { .c = c, .dir = dir, .parent = parent, .queue = queue, .qn = qn, .qcap = qcap };
-	int e = vmfs_readdir(c->fs, dir, dir_cb, &d);
+	c->logmsg[0] = 0;
+	int e = ioerr(c, vmfs_readdir(c->fs, dir, dir_cb, &d));
 
 	if (e) {
 		unfixable(c, "directory 0x%08x: cannot read it: %s", dir, c->logmsg[0] ? c->logmsg : strerror(-e));
@@ -814,7 +823,7 @@ static void check_sysfiles(struct ck *c)
 	for (size_t i = 0; i < sizeof(sysfiles) / sizeof(sysfiles[0]); i++) {
 		const struct sysfile *s = &sysfiles[i];
 		uint32_t a;
-		int e = vmfs_lookup(c->fs, VMFS_ROOT_ADDR, s->name, &a);
+		int e = ioerr(c, vmfs_lookup(c->fs, VMFS_ROOT_ADDR, s->name, &a));
 		if (e == -ENOENT) {
 			if (s->required || c->info->lvm_major >= 5)
 				unfixable(c, "system file %s is missing from the root directory", s->name);
@@ -829,9 +838,10 @@ static void check_sysfiles(struct ck *c)
 			continue;
 		}
 		struct vmfs_fd fd;
-		e = vmfs_fd_read(c->fs, a, &fd, NULL);
+		c->logmsg[0] = 0;
+		e = ioerr(c, vmfs_fd_read(c->fs, a, &fd, NULL));
 		if (e) {
-			unfixable(c, "system file %s: %s", s->name, c->logmsg);
+			unfixable(c, "system file %s: %s", s->name, c->logmsg[0] ? c->logmsg : strerror(-e));
 			continue;
 		}
 		if (fd.type != VMFS_TYPE_SYSTEM)
@@ -861,7 +871,7 @@ static void check_headers(struct ck *c)
 	uint8_t b[512];
 	const struct vmfs_res_info *sbc = &c->ri[VMFS_RES_SBC], *fdc = &c->ri[VMFS_RES_FDC];
 
-	if (vmfs_bdev_read(c->lv, b, 512, 0x200000) == 0) {
+	if (ioerr(c, vmfs_bdev_read(c->lv, b, 512, 0x200000)) == 0) {
 		uint32_t sbs = le32(b + 0xD9), fhs = le32(b + 0xD1), fcpg = le32(b + 0xD5);
 		if (memchr(b + 0x1D, 0, 128) == NULL)
 			unfixable(c, "FS descriptor: label is not NUL-terminated within 128 bytes");
@@ -919,7 +929,7 @@ static void orphans(struct ck *c)
 		struct fdi *f = &c->fds[i];
 		if (f->state == FD_VALID && !f->reached && f->type == VMFS_TYPE_DIR && f->alloc) {
 			struct dirctx d = { .c = c, .dir = fd_addr_of(c, i), .orphan_scan = true };
-			vmfs_readdir(c->fs, d.dir, dir_cb, &d);
+			ioerr(c, vmfs_readdir(c->fs, d.dir, dir_cb, &d));
 		}
 	}
 	for (uint64_t i = 0; i < c->nfds; i++) {
@@ -1053,7 +1063,7 @@ static void find_dup_users(struct ck *c)
 		if (!c->fds[i].walked)
 			continue;
 		uint32_t a = fd_addr_of(c, i);
-		if (vmfs_fd_read_raw(c->fs, i, &fd, NULL))
+		if (ioerr(c, vmfs_fd_read_raw(c->fs, i, &fd, NULL)))
 			continue;
 		struct walk w = { .fd_addr = a, .fd = &fd, .find_dups = true };
 		walk_blocks(c, &w);

@@ -244,6 +244,7 @@ int main(int argc, char **argv)
 	for (int pass = 1;; pass++) {
 		c->problems = pass == 1 ? hb_problems : 0;
 		c->unfixable = 0;
+		c->io_error = false;
 		if (pass > 1 && c->verbose)
 			printf("pass %d: checking again after the repairs\n", pass);
 		e = check_pass(c);
@@ -254,6 +255,13 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		remaining = c->problems;
+		if (c->io_error) {
+			fprintf(stderr, "%s: %s: I/O error during the check; it is incomplete%s\n", prog,
+				paths[0], c->mode == MODE_YES ? " and nothing more was repaired" : "");
+			pass_free(c);
+			rc = EX_OPER;
+			goto out;
+		}
 		if (!c->problems || c->mode != MODE_YES || pass == MAX_PASSES) {
 			pass_free(c);
 			break;

@@ -90,6 +90,7 @@ struct ck {
 	uint32_t *deferred_addr;
 	size_t ndeferred, capdeferred;
 	bool tree_incomplete;
+	bool io_error;                    /* a device error made the check incomplete */
 	uint32_t lost_found;              /* address, 0 = none */
 	/* results */
 	unsigned problems;                /* this pass */
