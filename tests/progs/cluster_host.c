@@ -17,7 +17,8 @@
  *                       foreign content while we hold = VIOLATION (exit 3)
  *   cluster_host audit  IMG --run-ms N               watch the data sector with plain
  *                       reads; exit 3 if a token ever goes backwards
- *   cluster_host bench  IMG [--iters N]              lock latency etc.
+ *   cluster_host bench  IMG [--iters N]              lock latency
+ *   cluster_host jbench IMG [--iters N]              journal transaction latency
  *
  * Common: --io-timeout-ms N (default 250), --journal I (journal index 0..7),
  * --no-guard (do not stack the fence guard: for proving the tests can fail),
@@ -438,6 +439,44 @@ static int cmd_bench(void)
 	return r;
 }
 
+/* Journal: commit + in-place write + applied of 4-sector transactions. */
+static int cmd_jbench(bool lazy)
+{
+	uint64_t *lat = calloc(opt.iters, sizeof(*lat)), t0, t_all;
+	struct vmfs_jsector s[4];
+	struct vmfs_journal *j;
+	int r;
+
+	if (!lat)
+		return -ENOMEM;
+	r = vmfs_journal_open(top, JOURNAL_BASE, JOURNAL_LEN, lazy ? VMFS_JOURNAL_LAZY : 0, &j, NULL);
+	if (r)
+		goto out;
+	t_all = vmfs_now_us();
+	for (uint64_t i = 0; i < opt.iters && !r; i++) {
+		for (int k = 0; k < 4; k++) {
+			s[k].off = DATA_OFF + 0x10000 + (uint64_t)((i * 4 + (uint64_t)k) % 64) * 512;
+			memset(s[k].data, (int)i, 512);
+		}
+		t0 = vmfs_now_us();
+		r = vmfs_journal_write(j, s, 4);
+		lat[i] = vmfs_now_us() - t0;
+	}
+	t_all = vmfs_now_us() - t_all;
+	if (!r)
+		r = vmfs_journal_checkpoint(j);
+	vmfs_journal_close(j);
+	if (!r) {
+		qsort(lat, opt.iters, sizeof(*lat), cmp_u64);
+		emit("bench_journal mode=%s iters=%" PRIu64 " p50_us=%" PRIu64 " p99_us=%" PRIu64
+		     " txn_per_s=%" PRIu64, lazy ? "lazy" : "eager", opt.iters, lat[opt.iters / 2],
+		     lat[opt.iters * 99 / 100], opt.iters * 1000000 / (t_all ? t_all : 1));
+	}
+out:
+	free(lat);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -502,6 +541,8 @@ int main(int argc, char **argv)
 		r = cmd_worker();
 	else if (!strcmp(cmd, "bench"))
 		r = cmd_bench();
+	else if (!strcmp(cmd, "jbench"))
+		r = cmd_jbench(false) ?: cmd_jbench(true);
 	else
 		r = -EINVAL;
 	if (r == 3) {
