@@ -371,3 +371,90 @@ def test_hostile_pdus(target):
     assert alive(target)
     idle.close()
     assert target.proc.poll() is None
+
+
+# ---- digests over a raw socket ------------------------------------------------------------
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC_T = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = (c >> 8) ^ _CRC_T[(c ^ b) & 0xFF]
+    return (c ^ 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            return None
+        b += c
+    return b
+
+
+def test_digests_raw(target):
+    s = socket.create_connection(("127.0.0.1", target.port))
+    s.settimeout(5)
+    text = b"".join(x.encode() + b"\0" for x in (
+        f"InitiatorName={INI}", "SessionType=Normal", f"TargetName={T_THIN}",
+        "AuthMethod=None", "HeaderDigest=CRC32C", "DataDigest=CRC32C"))
+    h = bytes([0x43, 0x83, 0, 0, 0]) + struct.pack(">I", len(text))[1:] + \
+        b"\x40\x00\x00\x01\x02\x04\x00\x00" + struct.pack(">I", 1)
+    h = (h + b"\0\0\0\0" + struct.pack(">II", 1, 0)).ljust(48, b"\0")
+    s.sendall(h + text + b"\0" * (((len(text) + 3) & ~3) - len(text)))
+    rh, rd = recv_pdu(s)              # login response: no digests yet
+    assert rh[36] == 0 and rh[1] & 3 == 3
+    assert b"HeaderDigest=CRC32C" in rd and b"DataDigest=CRC32C" in rd
+    statsn = struct.unpack(">I", rh[24:28])[0]
+
+    def nop(data, itt, cmdsn, corrupt=False):
+        b = bytearray(bhs(0x00, 0x80, dsl=len(data), itt=itt))
+        b[20:24] = b"\xff\xff\xff\xff"
+        b[24:28] = struct.pack(">I", cmdsn)
+        b[28:32] = struct.pack(">I", statsn + 1)
+        pad = data + b"\0" * ((-len(data)) % 4)
+        dd = crc32c(pad)
+        if corrupt:
+            dd = bytes([dd[0] ^ 1]) + dd[1:]
+        return bytes(b) + crc32c(bytes(b)) + pad + dd
+
+    def read_pdu():
+        h = recv_exact(s, 48)
+        assert h is not None
+        assert recv_exact(s, 4) == crc32c(h)          # header digest
+        dsl = int.from_bytes(h[5:8], "big")
+        if not dsl:
+            return h, b""
+        d = recv_exact(s, (dsl + 3) & ~3)
+        assert recv_exact(s, 4) == crc32c(d)          # data digest over data + pad
+        return h, d[:dsl]
+
+    s.sendall(nop(b"hello", 21, 1))
+    h, d = read_pdu()
+    assert h[0] & 0x3f == 0x20 and d == b"hello"
+    # a bad data digest: Reject (reason 2), the session stays
+    s.sendall(nop(b"world!", 22, 2, corrupt=True))
+    h, d = read_pdu()
+    assert h[0] & 0x3f == 0x3f and h[2] == 0x02
+    s.sendall(nop(b"again", 23, 2))
+    h, d = read_pdu()
+    assert h[0] & 0x3f == 0x20 and d == b"again"
+    # a bad header digest: the stream cannot be trusted, the connection goes
+    bad = bytearray(nop(b"x", 24, 3))
+    bad[48] ^= 0xff
+    s.sendall(bytes(bad))
+    assert s.recv(100) == b""
+    s.close()
