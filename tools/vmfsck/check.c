@@ -181,6 +181,9 @@ static bool ref(struct ck *c, int kind, uint64_t index)
 
 struct dupuse {
 	uint32_t fd, pb, slot, addr;
+	int kind;
+	uint64_t index;
+	bool first;               /* this user keeps the item */
 };
 static struct dupuse *dupv;
 static size_t ndupv, capdupv;
@@ -216,20 +219,18 @@ static void visit_data(struct ck *c, struct walk *w, uint32_t pb, unsigned slot,
 		return;
 	}
 	if (w->find_dups) {
-		if (bit_get(c->dup[kind], index)) {
-			if (!bit_get(dup_first[kind], index)) {
-				bit_set(dup_first[kind], index);  /* the first user keeps it */
-			} else if (ndupv < 1u << 20) {
-				if (ndupv == capdupv) {
-					size_t nc = capdupv ? capdupv * 2 : 16;
-					struct dupuse *nv = realloc(dupv, nc * sizeof(*nv));
-					if (!nv)
-						return;
-					dupv = nv;
-					capdupv = nc;
-				}
-				dupv[ndupv++] = (struct dupuse){ w->fd_addr, pb, slot, a };
+		if (bit_get(c->dup[kind], index) && ndupv < 1u << 20) {
+			bool first = !bit_get(dup_first[kind], index);  /* the first user keeps it */
+			bit_set(dup_first[kind], index);
+			if (ndupv == capdupv) {
+				size_t nc = capdupv ? capdupv * 2 : 16;
+				struct dupuse *nv = realloc(dupv, nc * sizeof(*nv));
+				if (!nv)
+					return;
+				dupv = nv;
+				capdupv = nc;
 			}
+			dupv[ndupv++] = (struct dupuse){ w->fd_addr, pb, slot, a, kind, index, first };
 		}
 		return;
 	}
@@ -498,6 +499,12 @@ static void scan_fd(struct ck *c, uint64_t index, const uint8_t *raw, uint64_t l
 
 	fd_decode(raw, &fd);
 	f->alloc = bit_get(c->alloc[VMFS_RES_FDC], index);
+	if (fd.lock_magic == VMFS_MAGIC_FD && fd.nlink == 0 && fd.lock_pos == lv) {
+		/* a free descriptor can still carry a lock left by a host that died allocating it */
+		char what[48];
+		snprintf(what, sizeof(what), "free file descriptor 0x%08x", addr);
+		check_lock(c, raw, lv, VMFS_MAGIC_FD, what);
+	}
 	if (fd.lock_magic != VMFS_MAGIC_FD || fd.nlink == 0) {
 		if (f->alloc)
 			f->state = FD_NONE;  /* lost: reported with the bitmap comparison */
@@ -1003,6 +1010,18 @@ static void link_counts(struct ck *c)
 	}
 }
 
+static uint32_t item_addr(const struct ck *c, int k, uint64_t i)
+{
+	uint32_t ipe = c->ri[k].ipe, cl = (uint32_t)(i / ipe), it = (uint32_t)(i % ipe);
+
+	switch (k) {
+	case VMFS_RES_FBB: return vmfs_fb_make((uint32_t)i, false);
+	case VMFS_RES_SBC: return vmfs_sb_make(cl, it);
+	case VMFS_RES_PBC: return vmfs_pb_make(cl, it);
+	default: return vmfs_fd_make(cl, it);
+	}
+}
+
 static void compare_bitmaps(struct ck *c)
 {
 	for (int k = 0; k < VMFS_RES_COUNT; k++) {
@@ -1021,14 +1040,14 @@ static void compare_bitmaps(struct ck *c)
 				continue;  /* beyond the cluster's items: reported with its header */
 			if (a) {
 				if (++nlost <= MAX_LISTED)
-					problem(c, "%s %llu is allocated in %s but used by no file (lost)", item_name[k],
-						(unsigned long long)i, res_name[k]);
+					problem(c, "%s %llu (0x%08x) is allocated in %s but used by no file (lost)",
+						item_name[k], (unsigned long long)i, item_addr(c, k, i), res_name[k]);
 				else
 					c->problems++;
 			} else {
 				if (++nunalloc <= MAX_LISTED)
-					problem(c, "%s %llu is used but marked free in %s", item_name[k],
-						(unsigned long long)i, res_name[k]);
+					problem(c, "%s %llu (0x%08x) is used but marked free in %s", item_name[k],
+						(unsigned long long)i, item_addr(c, k, i), res_name[k]);
 				else
 					c->problems++;
 			}
@@ -1070,7 +1089,13 @@ static void find_dup_users(struct ck *c)
 	}
 	for (size_t i = 0; i < ndupv; i++) {
 		struct dupuse *u = &dupv[i];
-		problem(c, "block 0x%08x is used by file 0x%08x and by another file", u->addr, u->fd);
+		uint32_t owner = 0;
+		if (u->first)
+			continue;
+		for (size_t j = 0; j < ndupv && !owner; j++)
+			if (dupv[j].first && dupv[j].kind == u->kind && dupv[j].index == u->index)
+				owner = dupv[j].fd;
+		problem(c, "block 0x%08x is used by file 0x%08x and by file 0x%08x", u->addr, owner, u->fd);
 		struct fix *x = add_fix(c, FIX_CLONE, "gave file 0x%08x its own copy of block 0x%08x", u->fd,
 					u->addr);
 		if (x) {
