@@ -14,7 +14,8 @@
  * Error codes used throughout:
  *   -EBUSY       the lock is held by a live host (details in vmfs_lock_conflict)
  *   -EOWNERDEAD  the holder is dead: vmfs_hb_reclaim() its slot, then retry
- *   -EAGAIN      the holder looks dead but has not been watched for hb_timeout yet
+ *   -EAGAIN      (reclaim) the host looks silent but has not been watched for
+ *                hb_timeout yet
  *   -ENOLCK      we do not hold the lock (never did, or it was broken because we
  *                were declared dead)
  *   -ESHUTDOWN   this host is not joined or its heartbeat was lost
@@ -287,7 +288,7 @@ void vmfs_uuid_str(const uint8_t uuid[16], char out[36]);
 
 /* ---- Locks (lockmgr/lock.c) --------------------------------------------- */
 
-/* Who is in the way (filled on -EBUSY / -EOWNERDEAD / -EAGAIN). */
+/* Who is in the way (filled on -EBUSY / -EOWNERDEAD / -EUSERS). */
 struct vmfs_lock_conflict {
 	enum vmfs_lm_mode mode;  /* mode of the record */
 	int slot;                  /* holder's heartbeat slot */
@@ -318,8 +319,9 @@ void vmfs_lock_init(struct vmfs_lock *l, struct vmfs_hb *hb, struct vmfs_bdev *b
 /** Acquire in @mode (EXCL, RO or MW) following DESIGN.md step 5.  Free or
  *  stale → taken, token+1.  Already held by us in @mode → 0.  \return 0,
  *  -EBUSY (live holder, @c filled), -EOWNERDEAD (dead holder: reclaim
- *  c->slot then retry), -EAGAIN (holder silent, not yet for hb_timeout),
- *  -EUSERS, -ESHUTDOWN, -EIO, -EUCLEAN.  @c may be NULL. */
+ *  c->slot then retry; a silent holder not yet watched for hb_timeout is
+ *  still -EBUSY), -EUSERS, -ESHUTDOWN (not joined / heartbeat lost), -EIO
+ *  (fenced), -EUCLEAN (bad record).  @c may be NULL. */
 int vmfs_lock_acquire(struct vmfs_lock *l, enum vmfs_lm_mode mode, struct vmfs_lock_conflict *c);
 
 /** Retry vmfs_lock_acquire() every lock_retry until @timeout_us passes
