@@ -10,7 +10,10 @@
  *     free-count KIND IDX VALUE    overwrite a cluster's free count
  *     set-nlink PATH N             overwrite the link count
  *     rm-entry DIR NAME            remove a directory entry, leaving its file alone
- *     hb-live SLOT                 mark a heartbeat slot live with a stamp nobody renews
+ *     hb-live SLOT [JOFF JLEN]     mark a heartbeat slot live with a stamp nobody renews
+ *                                  (naming a journal region at LV JOFF, JLEN bytes)
+ *     journal-txn JOFF JLEN LV     format a journal at LV JOFF and commit (not apply)
+ *                                  one transaction writing 512 bytes of 0x5A at LV
  *     lock-excl PATH SLOT GEN      write an exclusive lock naming heartbeat SLOT, generation GEN
  * Exit status: 0 ok, 1 failed, 2 usage.
  */
@@ -21,6 +24,7 @@
 
 #include "vmfs/fs.h"
 #include "vmfs/fsck.h"
+#include "vmfs/journal.h"
 #include "vmfs/lockmgr.h"
 
 static struct vmfs_fs *fs;
@@ -119,7 +123,20 @@ static int cmd(int argc, char **argv)
 			e = -ENOENT;
 		if (!e)
 			e = vmfs_fsck_dirent_remove(fs, addr, f.found);
-	} else if (!strcmp(c, "hb-live") && argc == 2) {
+	} else if (!strcmp(c, "journal-txn") && argc == 4) {
+		struct vmfs_bdev *bd = vmfs_fs_bdev(fs);
+		uint64_t joff = strtoull(argv[1], NULL, 0), jlen = strtoull(argv[2], NULL, 0);
+		struct vmfs_journal *j;
+		struct vmfs_jsector js = { .off = strtoull(argv[3], NULL, 0) };
+		memset(js.data, 0x5A, sizeof(js.data));
+		e = vmfs_journal_format(bd, joff, jlen);
+		if (!e)
+			e = vmfs_journal_open(bd, joff, jlen, VMFS_JOURNAL_LAZY, &j, NULL);
+		if (!e) {
+			e = vmfs_journal_commit(j, &js, 1);
+			vmfs_journal_abandon(j);  /* "crash" before writing in place */
+		}
+	} else if (!strcmp(c, "hb-live") && (argc == 2 || argc == 4)) {
 		unsigned slot = (unsigned)strtoul(argv[1], NULL, 0);
 		struct vmfs_hb_slot s = { 0 };
 		uint8_t b[512];
@@ -130,6 +147,10 @@ static int cmd(int argc, char **argv)
 			s.uptime = 123456789;
 			memcpy(s.uuid, "deadhost-uuid-01", 16);
 			snprintf(s.ip, sizeof(s.ip), "192.0.2.7");
+			if (argc == 4) {
+				s.journal_off = strtoull(argv[2], NULL, 0);
+				s.journal_len = strtoull(argv[3], NULL, 0);
+			}
 			vmfs_hb_slot_encode(&s, b);
 			e = vmfs_fsck_write_sector(fs, s.pos, b);
 		}

@@ -381,3 +381,25 @@ def test_io_errors_are_operational_errors(filled):
             seen8 += 1
             assert "Input/output error" in p.stdout + p.stderr, (n, p.stdout, p.stderr)
     assert seen8 >= 3
+
+
+def test_stale_heartbeat_journal_replayed_before_freeing(filled, tmp_path):
+    """A host died after committing a transaction to its journal but before
+    writing it in place: -y replays it (the sector lands), then frees the slot."""
+    img, base = filled
+    img = copy(img, tmp_path / "t.img")
+    util(img, "fallocate", "/journal.bin", 0, MiB, "zero")
+    joff = int(util(img, "map", "/journal.bin").stdout.split()[3], 16)
+    target = int(util(img, "map", "/fb.bin").stdout.split()[3], 16) + 512
+    before = cat(img, "/fb.bin")
+    poke(img, "journal-txn", hex(joff), hex(256 * 1024), hex(target))
+    poke(img, "hb-live", "9", hex(joff), hex(256 * 1024))
+    p = vmfsck("-n", *HBW, img)
+    assert p.returncode == 4 and f"journal at LV {hex(joff)}" in p.stdout, p.stdout
+    assert cat(img, "/fb.bin") == before
+    p = vmfsck("-y", *HBW, img)
+    assert p.returncode == 1 and "replayed 1 transaction" in p.stdout and "freed heartbeat slot 9" in p.stdout, \
+        p.stdout + p.stderr
+    after = cat(img, "/fb.bin")
+    assert after[512:1024] == b"\x5a" * 512 and after[:512] == before[:512] and after[1024:] == before[1024:]
+    assert_clean(vmfsck("-n", *HBW, img))

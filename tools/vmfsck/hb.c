@@ -112,9 +112,13 @@ int hb_repair(struct ck *c)
 			vmfs_hb_slot_format(s, nb);
 		} else if (c->hb_dead[s]) {
 			vmfs_uuid_str(c->hb[s].uuid, u);
+			char jr[80] = "";
+			if (c->hb[s].journal_off && c->hb[s].journal_len)
+				snprintf(jr, sizeof(jr), " (its journal at LV 0x%llx is replayed before the slot is "
+					 "freed)", (unsigned long long)c->hb[s].journal_off);
 			problem(c, "heartbeat slot %u: host %s (generation %llu) is marked live but its stamp "
-				"%llu did not change in %u ms: stale", s, u, (unsigned long long)c->hb[s].seq,
-				(unsigned long long)c->hb[s].uptime, c->hb_wait_ms);
+				"%llu did not change in %u ms: stale%s", s, u, (unsigned long long)c->hb[s].seq,
+				(unsigned long long)c->hb[s].uptime, c->hb_wait_ms, jr);
 			if (c->mode != MODE_YES)
 				continue;
 			if (c->hb[s].journal_off && c->hb[s].journal_len) {
