@@ -355,15 +355,17 @@ int vmfs_lock_acquire_wait(struct vmfs_lock *l, enum vmfs_lm_mode mode, uint64_t
 	for (;;) {
 		memset(&cc, 0, sizeof(cc));
 		rc = vmfs_lock_acquire(l, mode, &cc);
-		if (rc == -EOWNERDEAD && replay) {
+		if (rc == -EOWNERDEAD) {
+			if (!replay)
+				break;          /* the caller runs recovery itself */
 			rc = vmfs_hb_reclaim(l->hb, (unsigned)cc.slot, replay, arg);
 			if (rc == 0)
-				continue;
+				continue;       /* slot freed: the lock is stale now */
 			if (rc != -EBUSY && rc != -EAGAIN && rc != -ETIMEDOUT)
-				break;
-			rc = -EOWNERDEAD;
+				break;          /* replay failed: report it */
+			rc = -EBUSY;            /* came back to life, or another reclaimer is slow */
 		}
-		if (rc != -EBUSY && rc != -EOWNERDEAD)
+		if (rc != -EBUSY)
 			break;
 		if (vmfs_now_us() >= until) {
 			rc = -ETIMEDOUT;
