@@ -235,8 +235,10 @@ static void visit_data(struct ck *c, struct walk *w, uint32_t pb, unsigned slot,
 		return;
 	}
 	w->nblocks++;
-	if (kind == VMFS_RES_FBB && vmfs_fb_tbz(a))
+	if (kind == VMFS_RES_FBB && vmfs_fb_tbz(a)) {
 		w->ntbz++;
+		c->ntbz++;
+	}
 	ref(c, kind, index);
 }
 
@@ -1027,6 +1029,7 @@ static void compare_bitmaps(struct ck *c)
 	for (int k = 0; k < VMFS_RES_COUNT; k++) {
 		const struct vmfs_res_info *ri = &c->ri[k];
 		unsigned nlost = 0, nunalloc = 0;
+		c->nused[k] = 0;
 		for (uint64_t i = 0; i < ri->total_items; i++) {
 			uint32_t cl = (uint32_t)(i / ri->ipe);
 			bool a = bit_get(c->alloc[k], i), u;
@@ -1034,6 +1037,7 @@ static void compare_bitmaps(struct ck *c)
 				u = c->fds[i].kept;
 			else
 				u = bit_get(c->used[k], i);
+			c->nused[k] += u;
 			if (a == u)
 				continue;
 			if (i - (uint64_t)cl * ri->ipe >= c->cl_total[k][cl])
@@ -1147,6 +1151,7 @@ int check_pass(struct ck *c)
 	c->tree_incomplete = false;
 	c->lost_found = 0;
 	c->nfiles = c->ndirs = 0;
+	c->ntbz = 0;
 	for (int k = 0; k < VMFS_RES_COUNT; k++) {
 		e = vmfs_res_get_info(c->fs, k, &c->ri[k]);
 		if (e)

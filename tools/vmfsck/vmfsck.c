@@ -277,8 +277,15 @@ int main(int argc, char **argv)
 		if (c->fixes == before)
 			break;
 	}
-	if (c->verbose)
+	if (c->verbose) {
 		printf("%s: %s: %u files, %u directories\n", prog, paths[0], c->nfiles, c->ndirs);
+		for (int k = 0; k < VMFS_RES_COUNT; k++)
+			printf("%s: %llu of %u %ss in use\n", res_name[k], (unsigned long long)c->nused[k],
+			       c->ri[k].total_items, item_name[k]);
+		if (c->ntbz)
+			printf("%llu file blocks are to-be-zeroed (TBZ): in use, they read as zeros\n",
+			       (unsigned long long)c->ntbz);
+	}
 	if (remaining) {
 		if (c->mode == MODE_YES)
 			printf("%s: %s: %u problem%s left uncorrected (%u fixed)\n", prog, paths[0], remaining,

@@ -99,6 +99,8 @@ struct ck {
 	struct fix *fixv;
 	size_t nfix, capfix;
 	unsigned nfiles, ndirs;
+	uint64_t nused[VMFS_RES_COUNT];    /* items in use, per resource */
+	uint64_t ntbz;                    /* TBZ block pointers */
 	unsigned quiet_lost[VMFS_RES_COUNT];
 };
 
