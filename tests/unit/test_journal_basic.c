@@ -272,6 +272,46 @@ static void test_reformat_forgets(void **st)
 	expect_zero(DOFF);
 }
 
+/* Garbage in the log is never replayed; a transaction with valid CRCs that
+ * names a sector inside the journal itself is refused as corrupt. */
+static void test_hostile_log(void **st)
+{
+	struct vmfs_journal *j;
+	struct vmfs_journal_stats s;
+	struct vmfs_jsector t;
+	uint8_t b[3 * 512];
+	uint64_t x = 99;
+
+	(void)st;
+	assert_int_equal(vmfs_journal_format(bd, JOFF, 64 * 512), 0);
+	for (int blk = 1; blk < 64; blk++) {
+		for (int k = 0; k < 512; k += 8) {
+			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+			memcpy(b + k, &x, 8);
+		}
+		assert_int_equal(vmfs_bdev_write(bd, b, 512, JOFF + (uint64_t)blk * 512), 0);
+	}
+	assert_int_equal(vmfs_journal_replay(bd, JOFF, 64 * 512, &s), 0);
+	assert_int_equal(s.txns, 0);
+
+	assert_int_equal(vmfs_journal_open(bd, JOFF, 64 * 512, 0, &j, NULL), 0);
+	fill(&t, DOFF, 0x5A);
+	assert_int_equal(vmfs_journal_commit(j, &t, 1), 0);
+	vmfs_journal_abandon(j);
+	/* descriptor | data | commit at log blocks 0..2: retarget the sector */
+	assert_int_equal(vmfs_bdev_read(bd, b, sizeof(b), JOFF + 512), 0);
+	uint64_t evil = JOFF + 512, crc;
+
+	memcpy(b + 0x28, &evil, 8);
+	crc = vmfs_crc32c(0, b, 2 * 512);
+	memcpy(b + 2 * 512 + 0x20, &crc, 4);
+	crc = vmfs_crc32c(0, b + 2 * 512, 0x28);
+	memcpy(b + 2 * 512 + 0x28, &crc, 4);
+	assert_int_equal(vmfs_bdev_write(bd, b, sizeof(b), JOFF + 512), 0);
+	assert_int_equal(vmfs_journal_replay(bd, JOFF, 64 * 512, &s), -EUCLEAN);
+	expect_zero(DOFF);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +321,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_and_torn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reformat_forgets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_log, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,6 +172,63 @@ static void test_uuid_str(void **st)
 	assert_string_equal(s, "49edf844-ebfc28f3-65cb-0021280083cf");
 }
 
+/* Hostile bytes: decoders return 0 or -EUCLEAN, never crash, and whatever
+ * they accept re-encodes to a record that decodes the same. */
+static void test_random_records(void **st)
+{
+	uint64_t x = 0x1234567;
+	uint8_t b[512], e[512];
+	int ok_slot = 0, ok_lock = 0;
+
+	(void)st;
+	for (int i = 0; i < 200000; i++) {
+		struct vmfs_hb_slot s, s2;
+		struct vmfs_lock_rec r, r2;
+
+		for (int k = 0; k < 512; k += 8) {
+			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+			memcpy(b + k, &x, 8);
+		}
+		/* make some of them nearly valid */
+		if (i & 1) {
+			uint32_t m = (i & 2) ? VMFS_HB_MAGIC_LIVE : VMFS_MAGIC_FD + (uint32_t)(i % 6);
+			uint64_t pos = vmfs_hb_slot_off(7);
+
+			memcpy(b, &m, 4);
+			memcpy(b + 4, &pos, 8);
+			if (i & 4)
+				memset(b + 0x94, 0, 8);
+			b[0x24] &= 3;
+			memset(b + 0x25, 0, 3);
+			b[0x40] &= 7;
+			memset(b + 0x41, 0, 3);
+			if (i & 8)
+				memset(b + 0x0C, 0, 8), memcpy(b + 0x0C, &pos, 8);
+		}
+		int rs = vmfs_hb_slot_decode(b, vmfs_hb_slot_off(7), &s);
+		int rl = vmfs_lock_rec_decode(b, vmfs_hb_slot_off(7), 0, &r);
+
+		assert_true(rs == 0 || rs == -EUCLEAN);
+		assert_true(rl == 0 || rl == -EUCLEAN);
+		if (rs == 0) {
+			ok_slot++;
+			vmfs_hb_slot_encode(&s, e);
+			assert_int_equal(vmfs_hb_slot_decode(e, vmfs_hb_slot_off(7), &s2), 0);
+			assert_int_equal(s2.seq, s.seq);
+			assert_memory_equal(s2.uuid, s.uuid, 16);
+		}
+		if (rl == 0) {
+			ok_lock++;
+			memcpy(e, b, 512);
+			vmfs_lock_rec_encode(&r, e);
+			assert_memory_equal(e, b, 512);   /* encode(decode(x)) == x */
+			assert_int_equal(vmfs_lock_rec_decode(e, vmfs_hb_slot_off(7), 0, &r2), 0);
+		}
+	}
+	assert_true(ok_slot > 1000);
+	assert_true(ok_lock > 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_slot_format),
 		cmocka_unit_test(test_lock_layout),
 		cmocka_unit_test(test_uuid_str),
+		cmocka_unit_test(test_random_records),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
