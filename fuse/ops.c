@@ -132,6 +132,8 @@ static void fill_stat(struct vf *v, const struct vmfs_stat *vs, struct stat *st)
 		pthread_mutex_lock(&v->mu);
 		if (n->dirty && n->gen == vs->gen)
 			st->st_mtim.tv_sec = st->st_ctim.tv_sec = n->dirty_time;
+		if (n->size_valid && n->gen == vs->gen && n->size > vs->size)
+			st->st_size = (off_t)n->size;
 		pthread_mutex_unlock(&v->mu);
 	}
 }
@@ -179,24 +181,54 @@ static void reply_entry(fuse_req_t req, struct vf *v, uint32_t addr)
 		vf_node_forget(v, addr, 1);   /* interrupted */
 }
 
-/* Record the data writes made straight to the device in the FD's mtime. */
-static int commit_mtime(struct vf *v, struct vf_node *n)
+/* Record in the FD what the direct writes changed: a larger size (appends
+ * inside allocated blocks) and the mtime.  Growing the size of a file whose
+ * blocks up to that size are allocated moves no blocks, so this needs no
+ * layout lock. */
+static int commit_pending(struct vf *v, struct vf_node *n)
 {
+	uint64_t size = 0;
+	bool grow = false;
 	uint32_t t;
 	int r;
 
 	pthread_mutex_lock(&v->mu);
-	if (!n->dirty) {
+	if (n->size_valid && n->size > n->disk_size) {
+		grow = true;
+		size = n->size;
+	}
+	if (!grow && !n->dirty) {
 		pthread_mutex_unlock(&v->mu);
 		return 0;
 	}
-	n->dirty = false;
 	t = n->dirty_time;
+	n->dirty = false;
 	pthread_mutex_unlock(&v->mu);
-	r = vmfs_setattr(v->fs, n->addr, VMFS_SET_MTIME, 0, 0, 0, 0, t);
+	if (grow) {
+		r = vmfs_truncate(v->fs, n->addr, size);   /* also sets mtime */
+		pthread_mutex_lock(&v->mu);
+		if (!r && size > n->disk_size)
+			n->disk_size = size;
+		if (r)
+			n->dirty = true;
+		pthread_mutex_unlock(&v->mu);
+	} else {
+		r = vmfs_setattr(v->fs, n->addr, VMFS_SET_MTIME, 0, 0, 0, 0, t);
+	}
 	if (r == -ENOENT)
 		r = 0;
+	if (r)
+		fprintf(stderr, "vmfs-fuse: file 0x%08x: cannot record size/mtime: %s\n", n->addr,
+			strerror(-r));
 	return r;
+}
+
+/* Commit pending changes of @addr if this mount has any. */
+static int commit_addr(struct vf *v, uint32_t addr)
+{
+	struct vf_node *n = vf_node_find(v, addr);
+
+	return n ? commit_pending(v, n) : 0;
 }
 
 /* ---- lookup / forget / getattr / setattr ---------------------------------------------- */
@@ -267,12 +299,14 @@ static int set_size(struct vf *v, uint32_t addr, uint64_t size)
 
 	if (n)
 		pthread_rwlock_wrlock(&n->layout);
-	r = vmfs_truncate(v->fs, addr, size);
+	r = n ? commit_pending(v, n) : 0;
+	if (!r)
+		r = vmfs_truncate(v->fs, addr, size);
 	if (n) {
 		pthread_mutex_lock(&v->mu);
 		n->ext_valid = false;
 		if (!r && n->size_valid)
-			n->size = size;
+			n->size = n->disk_size = size;
 		pthread_mutex_unlock(&v->mu);
 		pthread_rwlock_unlock(&n->layout);
 	}
@@ -316,6 +350,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		at = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? now : (uint32_t)attr->st_atim.tv_sec;
 	}
 	if (to_set & FUSE_SET_ATTR_MTIME) {
+		/* writes made before an explicit time must not override it later */
+		r = commit_addr(v, addr);
+		if (r)
+			goto out;
 		mask |= VMFS_SET_MTIME;
 		mt = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : (uint32_t)attr->st_mtim.tv_sec;
 		n = vf_node_find(v, addr);
@@ -636,7 +674,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (n) {
 		if (w)
-			commit_mtime(v, n);
+			commit_pending(v, n);
 		vf_node_close(v, n, w, &last_w, &last);
 		if (last) {
 			pthread_mutex_lock(&v->mu);
@@ -665,7 +703,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vf *v = VF(req);
 	struct vf_node *n = (fi->fh & FH_WRITE) ? vf_node_find(v, vf_addr(ino)) : NULL;
-	int r = n ? commit_mtime(v, n) : 0;
+	int r = n ? commit_pending(v, n) : 0;
 
 	fuse_reply_err(req, -r);
 }
@@ -676,26 +714,39 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct vf_node *n = vf_node_find(v, vf_addr(ino));
 	int r = 0;
 
-	if (n && !datasync)
-		r = commit_mtime(v, n);
-	if (!r && !v->ro)
+	/* data first, then the size that makes it reachable (journal, flushed) */
+	if (!v->ro)
 		r = vmfs_bdev_flush(v->bd);
+	if (!r && n)
+		r = commit_pending(v, n);
 	fuse_reply_err(req, -r);
-	(void)fi;
+	(void)datasync, (void)fi;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct vf *v = VF(req);
+	uint32_t addr = vf_addr(ino);
 	void *buf = tbuf_get(size ? size : 1);
-	int64_t r;
+	struct vf_node *n = vf_node_find(v, addr);
+	int64_t r = 0;
 
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = vmfs_pread(v->fs, vf_addr(ino), buf, size, (uint64_t)off);
+	if (n) {
+		bool pending;
+
+		pthread_mutex_lock(&v->mu);
+		pending = n->size_valid && n->size > n->disk_size;
+		pthread_mutex_unlock(&v->mu);
+		if (pending)
+			r = commit_pending(v, n);   /* the fs reads up to the size on disk */
+	}
+	if (!r)
+		r = vmfs_pread(v->fs, addr, buf, size, (uint64_t)off);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
@@ -703,14 +754,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)fi;
 }
 
-/* Where [off, off+len) of @n lives on the LV when it is wholly inside one
- * allocated extent below EOF; valid only while we hold the file lock and the
- * layout lock (shared).  \return 1 found, 0 not (take the fs path), <0 error. */
+/* Where [off, off+len) of @n lives on the LV when it lies wholly inside one
+ * allocated extent (possibly past EOF, inside the last allocated block).
+ * Valid while we hold the file lock and the layout lock (shared).
+ * \return 1 found, 0 not (take the fs path), <0 error. */
 static int direct_target(struct vf *v, struct vf_node *n, uint64_t off, uint64_t len,
 			 uint64_t *lv)
 {
 	struct vmfs_extent ext;
 	struct vmfs_stat vs;
+	uint64_t probe;
 	int r;
 
 	pthread_mutex_lock(&v->mu);
@@ -721,11 +774,11 @@ static int direct_target(struct vf *v, struct vf_node *n, uint64_t off, uint64_t
 			return r;
 		pthread_mutex_lock(&v->mu);
 		if (!n->size_valid && n->wopens) {
-			n->size = vs.size;
+			n->size = n->disk_size = vs.size;
 			n->size_valid = true;
 		}
 	}
-	if (!n->size_valid || off + len > n->size) {
+	if (!n->size_valid || !n->disk_size) {
 		pthread_mutex_unlock(&v->mu);
 		return 0;
 	}
@@ -734,13 +787,15 @@ static int direct_target(struct vf *v, struct vf_node *n, uint64_t off, uint64_t
 		pthread_mutex_unlock(&v->mu);
 		return 1;
 	}
+	/* the fs maps offsets below its size: past EOF, ask for the last byte */
+	probe = off < n->disk_size ? off : n->disk_size - 1;
 	pthread_mutex_unlock(&v->mu);
-	r = vmfs_map(v->fs, n->addr, off, 0, &ext);
+	r = vmfs_map(v->fs, n->addr, probe, 0, &ext);
 	if (r == -ENXIO)
 		return 0;
 	if (r)
 		return r;
-	if (ext.state != VMFS_EXT_ALLOCATED || off + len > ext.file_off + ext.len)
+	if (ext.state != VMFS_EXT_ALLOCATED)
 		return 0;
 	pthread_mutex_lock(&v->mu);
 	n->ext_valid = true;
@@ -748,16 +803,38 @@ static int direct_target(struct vf *v, struct vf_node *n, uint64_t off, uint64_t
 	n->ext_len = ext.len;
 	n->ext_lv = ext.lv_off;
 	pthread_mutex_unlock(&v->mu);
+	if (off < ext.file_off || off + len > ext.file_off + ext.len)
+		return 0;
 	*lv = ext.lv_off + (off - ext.file_off);
 	return 1;
 }
 
-static void mark_dirty(struct vf *v, struct vf_node *n)
+/* Write @size bytes at LV offset @lv: sector-aligned requests as they are
+ * (through an aligned copy when the extents use O_DIRECT), others by
+ * read-modify-write of the partial first and last sectors. */
+static int write_lv(struct vf *v, const char *buf, size_t size, uint64_t lv)
 {
-	pthread_mutex_lock(&v->mu);
-	n->dirty = true;
-	n->dirty_time = (uint32_t)time(NULL);
-	pthread_mutex_unlock(&v->mu);
+	uint64_t a = lv & ~511ull, end = (lv + size + 511) & ~511ull;
+	uint8_t *b;
+	int r;
+
+	if (a == lv && end == lv + size && (!v->direct_bdev || !((uintptr_t)buf & 4095)))
+		return vmfs_bdev_write(v->bd, buf, size, lv);
+	b = tbuf_get(end - a);
+	if (!b)
+		return -ENOMEM;
+	if (a != lv) {
+		r = vmfs_bdev_read(v->bd, b, 512, a);
+		if (r)
+			return r;
+	}
+	if (end != lv + size && (end - 512 != a || a == lv)) {
+		r = vmfs_bdev_read(v->bd, b + (end - a) - 512, 512, end - 512);
+		if (r)
+			return r;
+	}
+	memcpy(b + (lv - a), buf, size);
+	return vmfs_bdev_write(v->bd, b, end - a, a);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -767,45 +844,61 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	uint32_t addr = vf_addr(ino);
 	struct vf_node *n = vf_node_find(v, addr);
 	const void *src = buf;
-	uint64_t lv = 0;
+	uint64_t lv = 0, end = (uint64_t)off + size;
 	int64_t r;
 
 	if (!(fi->fh & FH_WRITE) || !n) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
+	if (!size) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	/* Fast path: inside allocated blocks, write in place; what the FD must
+	 * learn (size, mtime) is committed at flush. */
+	pthread_rwlock_rdlock(&n->layout);
+	r = direct_target(v, n, (uint64_t)off, size, &lv);
+	if (r == 1) {
+		r = write_lv(v, buf, size, lv);
+		if (!r) {
+			pthread_mutex_lock(&v->mu);
+			n->dirty = true;
+			n->dirty_time = (uint32_t)time(NULL);
+			if (end > n->size)
+				n->size = end;
+			pthread_mutex_unlock(&v->mu);
+			r = (int64_t)size;
+		}
+	}
+	pthread_rwlock_unlock(&n->layout);
+	if (r != 0)
+		goto reply;
+
+	/* Through the fs: allocates (a transaction); may change the file's
+	 * addressing mode, so nobody may write in place meanwhile. */
 	if (v->direct_bdev && ((uintptr_t)buf & 4095)) {
-		void *b = tbuf_get(size ? size : 1);
+		void *b = tbuf_get(size);
 
 		if (!b) {
-			fuse_reply_err(req, ENOMEM);
-			return;
+			r = -ENOMEM;
+			goto reply;
 		}
 		memcpy(b, buf, size);
 		src = b;
 	}
-	/* Fast path: an allocated block below EOF, sector-aligned I/O: write it
-	 * in place (no metadata changes; the mtime is recorded at flush). */
-	if (size && !(off & 511) && !(size & 511)) {
-		pthread_rwlock_rdlock(&n->layout);
-		r = direct_target(v, n, (uint64_t)off, size, &lv);
-		if (r == 1) {
-			r = vmfs_bdev_write(v->bd, src, size, lv);
-			if (!r) {
-				mark_dirty(v, n);
-				r = (int64_t)size;
-			}
-		}
-		pthread_rwlock_unlock(&n->layout);
-		if (r != 0)
-			goto reply;
-	}
 	pthread_rwlock_wrlock(&n->layout);
-	r = vmfs_pwrite(v->fs, addr, src, size, (uint64_t)off);
+	r = commit_pending(v, n);   /* the fs must see the size we have reached */
+	if (!r)
+		r = vmfs_pwrite(v->fs, addr, src, size, (uint64_t)off);
 	pthread_mutex_lock(&v->mu);
-	n->ext_valid = false;   /* the file may have changed mode (resident/SB -> FB) */
-	if (r > 0 && n->size_valid && (uint64_t)off + (uint64_t)r > n->size)
-		n->size = (uint64_t)off + (uint64_t)r;
+	n->ext_valid = false;
+	if (r > 0 && n->size_valid) {
+		if (end > n->size)
+			n->size = end;
+		if (end > n->disk_size)
+			n->disk_size = end;
+	}
 	pthread_mutex_unlock(&v->mu);
 	pthread_rwlock_unlock(&n->layout);
 reply:
@@ -891,7 +984,9 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	}
 	if (n)
 		pthread_rwlock_wrlock(&n->layout);
-	r = vmfs_stat(v->fs, addr, &vs);
+	r = n ? commit_pending(v, n) : 0;
+	if (!r)
+		r = vmfs_stat(v->fs, addr, &vs);
 	if (r)
 		goto unlock;
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
@@ -950,7 +1045,9 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	r = vmfs_stat(v->fs, addr, &vs);
+	r = commit_addr(v, addr);
+	if (!r)
+		r = vmfs_stat(v->fs, addr, &vs);
 	if (r)
 		goto err;
 	if (off < 0 || pos >= vs.size) {

@@ -8,6 +8,16 @@
  * this daemon keeps only what the kernel's reference counting needs (one
  * node per looked-up inode) plus, for files this host has open for writing
  * (and therefore holds exclusively), the file size and one cached extent.
+ *
+ * Writes into blocks that are already allocated go straight to the device
+ * (read-modify-write of partial sectors); only the first write into a hole
+ * or a to-be-zeroed block goes through the fs (allocation = a journalled
+ * transaction).  What those direct writes change in the FD -- a larger size
+ * (appends inside the last allocated block) and the mtime -- is committed on
+ * flush (close), fsync and release, and before anything on this mount reads
+ * the size from disk.  Other hosts cannot see the file in between: they
+ * cannot open it for writing, and they read it on their next open after our
+ * close (close-to-open).  A crash loses unsynced appends, as on any local fs.
  */
 #ifndef VMFS_FUSE_H
 #define VMFS_FUSE_H
@@ -34,8 +44,9 @@ struct vf_node {
 	 * fallocate, punch) holds it exclusively. */
 	pthread_rwlock_t layout;
 	/* Protected by the table mutex: */
-	bool size_valid;           /* size is ours to track (we hold the file lock) */
-	uint64_t size;
+	bool size_valid;           /* sizes are ours to track (we hold the file lock) */
+	uint64_t size;             /* size including appends not yet committed */
+	uint64_t disk_size;        /* size in the FD on disk */
 	bool ext_valid;            /* one cached allocated extent (same rule) */
 	uint64_t ext_off, ext_len, ext_lv;
 	bool dirty;                /* data written straight to the device: mtime pending */
