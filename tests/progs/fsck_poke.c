@@ -6,6 +6,8 @@
  *     cluster KIND IDX             print "lv 0x.." of a cluster header (KIND fbb|fdc|pbc|sbc)
  *     get-ptr PATH SLOT            print block pointer SLOT of the FD array
  *     set-ptr PATH SLOT VALUE      set it (no bitmap change)
+ *     get-pbptr PATH PBSLOT SLOT   print pointer SLOT of the pointer block in FD slot PBSLOT
+ *     set-pbptr PATH PBSLOT SLOT VALUE   set it
  *     alloc-item KIND INDEX        mark an item allocated (free count kept consistent)
  *     free-count KIND IDX VALUE    overwrite a cluster's free count
  *     set-nlink PATH N             overwrite the link count
@@ -83,6 +85,21 @@ static int cmd(int argc, char **argv)
 			printf("0x%08x\n", fd.blocks[slot]);
 		if (!e && argc == 4)
 			e = vmfs_fsck_ptr_set(fs, addr, 0, slot, (uint32_t)strtoul(argv[3], NULL, 0));
+	} else if ((!strcmp(c, "get-pbptr") && argc == 4) || (!strcmp(c, "set-pbptr") && argc == 5)) {
+		struct vmfs_fd fd;
+		static uint32_t ptrs[1024];
+		unsigned ps = (unsigned)strtoul(argv[2], NULL, 0), slot = (unsigned)strtoul(argv[3], NULL, 0);
+		e = vmfs_resolve(fs, argv[1], &addr);
+		if (!e)
+			e = vmfs_fd_read(fs, addr, &fd, NULL);
+		if (!e && (ps >= 256 || slot >= 1024))
+			e = -EINVAL;
+		if (!e)
+			e = vmfs_pb_read(fs, fd.blocks[ps], ptrs);
+		if (!e && argc == 4)
+			printf("0x%08x\n", ptrs[slot]);
+		if (!e && argc == 5)
+			e = vmfs_fsck_ptr_set(fs, addr, fd.blocks[ps], slot, (uint32_t)strtoul(argv[4], NULL, 0));
 	} else if (!strcmp(c, "alloc-item") && argc == 3) {
 		struct vmfs_res_info ri;
 		struct vmfs_cluster cl;

@@ -405,3 +405,28 @@ def test_stale_heartbeat_journal_replayed_before_freeing(filled, tmp_path):
     after = cat(img, "/fb.bin")
     assert after[512:1024] == b"\x5a" * 512 and after[:512] == before[:512] and after[1024:] == before[1024:]
     assert_clean(vmfsck("-n", *HBW, img))
+
+
+def test_fault_doubly_used_block_inside_a_pointer_block(filled, tmp_path):
+    img, base = filled
+    img = copy(img, tmp_path / "t.img")
+    shared = poke(img, "get-ptr", "/fb.bin", "1").strip()
+    poke(img, "set-pbptr", "/sub/deeper/pb.bin", "0", "300", shared)
+    out = check_fault(img, base, rf"block {shared} is used by file 0x[0-9a-f]{{8}} and by file",
+                      r"its own copy of block " + shared)
+    assert "1 lost file block freed" in out  # the block the pointer used to name
+    new = poke(img, "get-pbptr", "/sub/deeper/pb.bin", "0", "300").strip()
+    assert new != shared and poke(img, "get-ptr", "/fb.bin", "1").strip() == shared
+
+
+def test_fault_invalid_pointer_cleared(filled, tmp_path):
+    img, base = filled
+    img = copy(img, tmp_path / "t.img")
+    old = poke(img, "get-pbptr", "/sub/deeper/pb.bin", "0", "0").strip()
+    poke(img, "set-pbptr", "/sub/deeper/pb.bin", "0", "0", "0xdeadbee7")
+    out = check_fault(img, base, r"pointer 0 of pointer block 0x[0-9a-f]{8} = 0xdeadbee7 is not a valid file block address",
+                      r"cleared bad pointer 0xdeadbee7")
+    assert "1 lost file block freed" in out and "set block count" in out
+    assert poke(img, "get-pbptr", "/sub/deeper/pb.bin", "0", "0").strip() == "0x00000000"
+    assert cat(img, "/sub/deeper/pb.bin")[:MiB] == bytes(MiB)  # a hole now
+    assert old != "0x00000000"

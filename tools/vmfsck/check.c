@@ -195,8 +195,10 @@ static void bad_ptr(struct ck *c, struct walk *w, uint32_t pb, unsigned slot, ui
 
 	if (w->find_dups)
 		return;
-	problem(c, "file 0x%08x: pointer %u%s%s = 0x%08x is %s", w->fd_addr, slot,
-		pb ? " in pointer block " : "", pb ? "" : "", a, why);
+	char where[48] = "";
+	if (pb)
+		snprintf(where, sizeof(where), " of pointer block 0x%08x", pb);
+	problem(c, "file 0x%08x: pointer %u%s = 0x%08x is %s", w->fd_addr, slot, where, a, why);
 	f = add_fix(c, FIX_PTR_CLEAR, "cleared bad pointer 0x%08x of file 0x%08x (a hole now)", a,
 		    w->fd_addr);
 	if (f) {
