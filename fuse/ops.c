@@ -16,6 +16,8 @@
 #define FH_WRITE 0x1u
 #define FH_DIRECT 0x2u
 #define ZERO_CHUNK (1u << 20)
+#define VF_OPEN_RETRY_MS 1000
+#define VF_OPEN_RETRY_STEP_MS 25
 
 static const char *const sys_names[] = {
 	".fbb.sf", ".fdc.sf", ".pbc.sf", ".sbc.sf", ".vh.sf", ".pb2.sf", ".sdd.sf", ".jbc.sf",
@@ -565,8 +567,15 @@ static int open_node(struct vf *v, uint32_t addr, uint32_t gen, struct fuse_file
 	if (w) {
 		struct vmfs_lock_conflict c;
 
-		memset(&c, 0, sizeof(c));
-		r = vmfs_host_lock_file(v->host, addr, VMFS_LM_EXCL, &c);
+		/* FUSE sends release after close() returns: a holder that just
+		 * closed the file on another host may need a moment to let go. */
+		for (int tries = 0;; tries++) {
+			memset(&c, 0, sizeof(c));
+			r = vmfs_host_lock_file(v->host, addr, VMFS_LM_EXCL, &c);
+			if (r != -EBUSY || tries * VF_OPEN_RETRY_STEP_MS >= VF_OPEN_RETRY_MS)
+				break;
+			usleep(VF_OPEN_RETRY_STEP_MS * 1000);
+		}
 		if (r == -EBUSY) {
 			char u[40];
 			const uint8_t *b = c.uuid;
