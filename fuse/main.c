@@ -472,6 +472,8 @@ out:
 		fuse_session_destroy(v.se);
 	fuse_opt_free_args(&fa);
 	if (v.host) {
+		if (nodes && !c.ro)
+			vf_commit_all(&v);
 		r = vmfs_host_unmount(v.host);
 		if (r) {
 			fprintf(stderr, "vmfs-fuse: unmount of %s: %s\n", c.dev, strerror(-r));

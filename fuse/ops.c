@@ -225,6 +225,15 @@ static int commit_pending(struct vf *v, struct vf_node *n)
 	return r;
 }
 
+/* At unmount: record what files still open have pending (the kernel sends
+ * no release for them once the session is gone). */
+void vf_commit_all(struct vf *v)
+{
+	for (size_t i = 0; i < v->nbuckets; i++)
+		for (struct vf_node *n = v->buckets[i]; n; n = n->next)
+			commit_pending(v, n);
+}
+
 /* Commit pending changes of @addr if this mount has any. */
 static int commit_addr(struct vf *v, uint32_t addr)
 {

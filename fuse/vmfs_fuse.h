@@ -95,6 +95,8 @@ extern const struct fuse_lowlevel_ops vf_ops;
 void vf_log(void *ctx, int level, const char *msg);
 bool vf_is_sysfile(const struct vf *v, uint32_t addr);
 bool vf_is_sysname(uint32_t dir, const char *name);
+/* Commit every pending size/mtime (after the session loop ended). */
+void vf_commit_all(struct vf *v);
 
 static inline uint32_t vf_addr(fuse_ino_t ino)
 {

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import bin_path
+from conftest import bin_path, prog_path
 from test_fuse_helpers import Mount, mkvol, vmfsck_clean, fsck_vmfs_clean, is_mounted
 
 MIB = 1 << 20
@@ -185,3 +185,45 @@ def test_sigkill_mid_write_then_recovery(tmp_path):
         assert r.returncode in (0, 1), r.stdout[-2000:]
     vmfsck_clean(img)
     fsck_vmfs_clean(img)
+
+
+def live_hosts(img):
+    r = subprocess.run([prog_path("host_worker"), "--io-timeout-ms", "250", "hosts", str(img)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [l.split() for l in r.stdout.splitlines() if l.strip()]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "fusermount"])
+def test_clean_unmount_releases_locks_and_leaves(tmp_path, how):
+    img = mkvol(tmp_path / "vol.img", "1G")
+    m = Mount(img, tmp_path / "m")
+    try:
+        f = open(m.path("held.bin"), "wb")     # file lock held at unmount time
+        f.write(b"x" * 5000)
+        f.flush()
+        f.write(b"z" * 3000)                  # an append not yet committed to the FD
+        f.flush()
+        if how == "sigterm":
+            m.proc.terminate()
+            assert m.proc.wait(timeout=20) == 0, m.logtext()
+        else:
+            f.close()
+            subprocess.run(["fusermount3", "-u", m.mnt], check=True, timeout=10)
+            assert m.proc.wait(timeout=20) == 0, m.logtext()
+        assert not is_mounted(m.mnt)
+        try:
+            f.close()
+        except OSError:
+            pass
+    finally:
+        m.stop()
+    # heartbeat left: only the probe itself is live; the file lock is free at once
+    assert [h[1] for h in live_hosts(img)] == ["self"]
+    with Mount(img, tmp_path / "m2") as m2:
+        assert open(m2.path("held.bin"), "rb").read() == b"x" * 5000 + b"z" * 3000
+        t0 = time.time()
+        with open(m2.path("held.bin"), "r+b") as f:
+            f.write(b"y")
+        assert time.time() - t0 < 1.0
+    vmfsck_clean(img)
