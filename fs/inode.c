@@ -722,6 +722,8 @@ static int free_from(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t keep)
 	case OD_ZLA_RESIDENT:
 		return 0;
 	default:
+		if (fd->type == VMFS_TYPE_RDM)
+			return 0; /* a raw device mapping owns no blocks */
 		return -EOPNOTSUPP;
 	}
 }
@@ -1171,6 +1173,8 @@ int ino_map(struct vmfs_fs *fs, struct vmfs_inode *ino, uint64_t off, uint64_t m
 	memset(ext, 0, sizeof(*ext));
 	if (off >= fd->size)
 		return -ENXIO;
+	if (fd->type == VMFS_TYPE_RDM || fd->zla == OD_ZLA_PB2 || !fd->blk_size)
+		return -EOPNOTSUPP;
 	if (fd->zla == OD_ZLA_RESIDENT) {
 		ext->file_off = 0;
 		ext->len = fd->size;

@@ -873,6 +873,30 @@ static void test_corrupt_root_fd(void **state)
 	assert_int_equal(vmfs_fs_open(vol, &fo, &fs2), -EUCLEAN);
 }
 
+static void test_rdm_and_unknown_modes(void **state)
+{
+	struct env *e = *state;
+	struct vmfs_extent x;
+	struct vmfs_fd fd;
+	uint8_t b[512], buf[16];
+	uint64_t lv;
+	uint32_t a;
+
+	assert_int_equal(vmfs_create(e->fs, VMFS_ROOT_ADDR, "rdm", 0600, 0, 0, &a), 0);
+	assert_int_equal(vmfs_pwrite(e->fs, a, "0123456789", 10, 0), 10);
+	assert_int_equal(vmfs_fd_read(e->fs, a, &fd, &lv), 0);
+	assert_int_equal(vmfs_bdev_read(vmfs_fs_bdev(e->fs), b, 512, lv + 512), 0);
+	b[0x0C] = VMFS_TYPE_RDM;              /* type */
+	b[0x1C] = 0; b[0x1D] = 0;             /* blk_size 0 */
+	b[0x44] = 0x77; b[0x45] = 0;          /* unknown addressing mode */
+	assert_int_equal(vmfs_bdev_write(vmfs_fs_bdev(e->fs), b, 512, lv + 512), 0);
+	assert_int_equal(vmfs_map(e->fs, a, 0, 0, &x), -EOPNOTSUPP);
+	assert_int_equal(vmfs_pread(e->fs, a, buf, sizeof(buf), 0), -EOPNOTSUPP);
+	assert_int_equal(vmfs_truncate(e->fs, a, 0), -EPERM);
+	assert_int_equal(vmfs_unlink(e->fs, VMFS_ROOT_ADDR, "rdm"), 0);
+	assert_statfs_initial(e);
+}
+
 static void test_readonly(void **state)
 {
 	struct env *e = *state;
@@ -907,6 +931,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threads_share_one_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hooks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_root_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rdm_and_unknown_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
 		cmocka_unit_test(test_spanned_any_order),
 		cmocka_unit_test(test_volume_validation),
