@@ -99,11 +99,24 @@ $(ASAN_BUILD)/tests/%: $(ASAN_BUILD)/obj/tests/unit/%.o $(ASAN_UNIT_HELPER_OBJS)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 # ---- fuzzers (clang libFuzzer + ASan) ----------------------------------------
+# The library is compiled once with coverage instrumentation; each harness
+# links against it.
+FUZZ_BUILD ?= build-fuzz
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude $(PKG_CFLAGS) \
-	       -fsanitize=fuzzer,address,undefined -Wall -Wextra -Werror -Wno-unused-parameter
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	       -Wall -Wextra -Werror -Wno-unused-parameter -fsanitize=address,undefined
+FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
+
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libvmfs.a: $(FUZZ_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_BUILD)/libvmfs.a
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libvmfs.a $(LIBS)
 
 # ---- top-level jobs ------------------------------------------------------------
 deps:
@@ -123,7 +136,7 @@ systest: all
 	@sh scripts/run-systest.sh
 
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(ASAN_TESTS) $(FUZZERS)
+	@$(MAKE) --no-print-directory -j2 all $(UNIT_TESTS) $(ASAN_TESTS) $(FUZZERS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory fuzz
@@ -152,6 +165,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/vmfs
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 -include $(shell find $(BUILD)/obj $(ASAN_BUILD)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:
