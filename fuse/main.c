@@ -5,10 +5,7 @@
  * Exit status: 0 clean unmount, 1 error (mount failed, or unmount could not
  * release everything), 2 usage.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <sched.h>
-#include <sys/syscall.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -244,58 +241,6 @@ static void find_sysfiles(struct vf *v)
 	}
 }
 
-/* Work around host/host.c: its reaper thread waits on a condition variable
- * initialised with CLOCK_REALTIME for a CLOCK_MONOTONIC deadline, so it
- * rescans the 1 MiB heartbeat region in a tight loop.  The reaper is the
- * last thread vmfs_host_mount() starts; if the newest thread burns CPU, run
- * it at SCHED_IDLE (it only reclaims dead hosts in the background).  Does
- * nothing once host.c is fixed. */
-static uint64_t task_cpu(pid_t tid)
-{
-	char p[64], buf[512], *s;
-	unsigned long long ut = 0, stt = 0;
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)tid);
-	f = fopen(p, "r");
-	if (!f)
-		return 0;
-	s = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	if (!s || !(s = strrchr(buf, ')')))
-		return 0;
-	/* fields after ")": state ppid pgrp session tty tpgid flags minflt
-	 * cminflt majflt cmajflt utime stime */
-	if (sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
-		return 0;
-	return ut + stt;
-}
-
-static void tame_spinning_reaper(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *de;
-	pid_t newest = 0, self = (pid_t)syscall(SYS_gettid);
-	uint64_t c0, c1;
-	struct sched_param sp = { 0 };
-
-	if (!d)
-		return;
-	while ((de = readdir(d)))
-		if (atoi(de->d_name) > newest && atoi(de->d_name) != self)
-			newest = atoi(de->d_name);
-	closedir(d);
-	if (!newest)
-		return;
-	c0 = task_cpu(newest);
-	usleep(200000);
-	c1 = task_cpu(newest);
-	if ((c1 - c0) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK) >= 20 &&
-	    sched_setscheduler(newest, SCHED_IDLE, &sp) == 0)
-		fprintf(stderr, "vmfs-fuse: host thread %d spins (host.c reaper wait); "
-			"running it at SCHED_IDLE\n", (int)newest);
-}
-
 static bool is_blockdev(const char *p)
 {
 	struct stat st;
@@ -408,8 +353,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmfs-fuse: cannot mount %s: %s\n", c.dev, strerror(-r));
 		goto out;
 	}
-	if (!c.ro)
-		tame_spinning_reaper();
 	v.fs = vmfs_host_fs(v.host);
 	v.bd = vmfs_host_bdev(v.host);
 	find_sysfiles(&v);
