@@ -283,7 +283,7 @@ def test_spanned_two_extents(tmp_path):
     # the next allocations across the extent boundary
     util(devs, "fallocate", "/filler.bin", 0, 220 * MiB, "tbz")
     e = Sparse()
-    for off in (10 * MiB, 250 * MiB, 300 * MiB, 450 * MiB):
+    for off in (0, 4 * MiB + 5, 8 * MiB + 7, 12 * MiB + 1):  # LV placement is sequential
         put(devs, tmp_path, "/span.bin", off, os.urandom(3 * MiB + 11), e)
     m = util(devs, "map", "/span.bin").stdout.decode()
     allocs = [(int(l.split()[3], 16), int(l.split()[1])) for l in m.splitlines() if l.split()[2] == "alloc"]
@@ -369,13 +369,16 @@ def test_write_into_esx_vmfs3_volume(tmp_path):
     util(devs, "mkdir", "/ours")
     e1 = Sparse(); put(devs, tmp_path, "/ours/sb.bin", 0, os.urandom(40000), e1)
     e2 = Sparse(); put(devs, tmp_path, "/ours/fb.bin", 0, os.urandom(3 * MiB + 1), e2)
-    orig = bytearray(run([DEBUGVMFS, str(img), "cat", "/thin-flat.vmdk"]).stdout)
+    # grow ESX's 393-byte descriptor (one 64 KiB sub-block) past a sub-block
+    orig = bytearray(run([DEBUGVMFS, str(img), "cat", "/thin.vmdk"]).stdout)
+    assert len(orig) == 393
     patch = os.urandom(70000)
-    put(devs, tmp_path, "/thin-flat.vmdk", 5 * MiB + 3, patch, Sparse())
-    orig[5 * MiB + 3:5 * MiB + 3 + len(patch)] = patch
+    put(devs, tmp_path, "/thin.vmdk", 300, patch, Sparse())
+    orig[300:] = patch
     thin = Sparse(); thin.put(0, bytes(orig))
     assert "zla 2" in util(devs, "stat", "/ours/sb.bin").stdout.decode()
-    for path, exp in (("/ours/sb.bin", e1), ("/ours/fb.bin", e2), ("/thin-flat.vmdk", thin)):
+    assert "zla 1" in util(devs, "stat", "/thin.vmdk").stdout.decode()
+    for path, exp in (("/ours/sb.bin", e1), ("/ours/fb.bin", e2), ("/thin.vmdk", thin)):
         assert md5(run([DEBUGVMFS, str(img), "cat", path]).stdout) == exp.md5(), path
     out = run([FSCK, str(img)]).stdout.decode()
     r = parse_fsck(out)
