@@ -1,0 +1,168 @@
+/*
+ * OpenVMFS provisioning: how virtual disks get space and give it back.
+ *
+ * A virtual disk is a regular file of the filesystem (the "-flat.vmdk").
+ * Its provisioning type is a property of its block map, not a stored flag:
+ *
+ *   thin              holes; a block is allocated on the first write to it
+ *   zeroedthick       every block allocated, flagged TBZ (to-be-zeroed): reads
+ *                     return zeros, the first write zero-fills the block
+ *   eagerzeroedthick  every block allocated and zeroed (ESX's legacy "thick",
+ *                     allocated without TBZ, looks the same on disk)
+ *
+ * Every operation here works through the public filesystem API (fs.h) on a
+ * file the caller holds (for a cluster host: vmfs_host_lock_file EXCL).
+ *
+ * Ordering.  Unless THINPROV_TRUST_FS_ORDER is given, every block that turns
+ * from hole/TBZ into written data does so in three steps: (1) allocate it
+ * TBZ (reads as zeros whatever the device holds), (2) write its final
+ * content straight to the LV and flush, (3) let the filesystem write it
+ * again and clear the TBZ flag in its transaction.  A crash at any point
+ * shows either zeros or the data, never what the device held before: this
+ * does not rely on the filesystem flushing data before it commits metadata
+ * (fs/ currently does not; see docs/thinprov.md).  It costs a second write.
+ *
+ * Reclaim.  Every call that frees blocks takes the file's extent map before
+ * the operation and, after the filesystem transaction has committed, passes
+ * each extent whose block is now free in the bitmap down to the device
+ * (vmfs_bdev_discard: punch hole on a file, UNMAP on an iSCSI LUN), unless
+ * THINPROV_NO_DISCARD.  Devices that cannot discard are skipped silently.
+ *
+ * Functions return 0 (or a count where stated) or a negative errno.
+ */
+#ifndef VMFS_THINPROV_H
+#define VMFS_THINPROV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmfs/fs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum thinprov_type {
+	THINPROV_THIN = 0,
+	THINPROV_ZEROEDTHICK = 1,
+	THINPROV_EAGERZEROEDTHICK = 2,
+};
+
+/** "thin", "zeroedthick", "eagerzeroedthick". */
+const char *thinprov_type_name(int type);
+/** Parse a type name (also "thick" = zeroedthick, "eagerzeroed", as vmkfstools
+ *  -d accepts).  \return 0 or -EINVAL. */
+int thinprov_type_parse(const char *s, int *type);
+
+/** Progress: @done of @total bytes.  A non-zero return aborts the operation
+ *  (which then returns -ECANCELED). */
+typedef int (*thinprov_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+#define THINPROV_NO_DISCARD      0x1u  /* do not pass freed ranges to the device */
+#define THINPROV_FORCE           0x2u  /* allow shrinking (data past the new end is lost) */
+#define THINPROV_TRUST_FS_ORDER  0x4u  /* single write: rely on fs ordering data before metadata */
+
+struct thinprov_opts {
+	unsigned flags;                /* THINPROV_* */
+	thinprov_progress_fn progress; /* NULL: none */
+	void *progress_ctx;
+	uint64_t chunk;                /* bytes per transaction for long operations (0 = 64 MiB) */
+};
+
+/* Accounting of one file (bytes). */
+struct thinprov_usage {
+	uint64_t provisioned;   /* file size */
+	uint64_t allocated;     /* blocks held, TBZ included */
+	uint64_t written;       /* allocated and not TBZ */
+	uint64_t tbz;           /* allocated, TBZ */
+	uint64_t block_size;
+	int type;               /* enum thinprov_type as the block map shows it */
+};
+
+/* Accounting of a datastore (bytes). */
+struct thinprov_ds_usage {
+	uint64_t capacity, free, used;       /* statfs: file blocks */
+	uint64_t provisioned, allocated, written, tbz;  /* sums over regular files */
+	uint64_t files;
+};
+
+/* Counters of a reclaim. */
+struct thinprov_reclaim {
+	uint64_t freed;          /* bytes of blocks freed by the operation */
+	uint64_t discarded;      /* bytes passed to the device */
+	int discard_err;         /* first discard error (0, -EOPNOTSUPP, ...) */
+};
+
+/** Create file @name in directory @dir as a disk of @size bytes and @type.
+ *  -EEXIST if it exists.  On failure the file is removed again. */
+int thinprov_create(struct vmfs_fs *fs, uint32_t dir, const char *name, uint64_t size, int type,
+		    const struct thinprov_opts *o, uint32_t *addr);
+
+/** Provision an existing (empty or thin) file as @type over [0, @size):
+ *  size set, then blocks allocated as the type requires. */
+int thinprov_provision(struct vmfs_fs *fs, uint32_t addr, uint64_t size, int type,
+		       const struct thinprov_opts *o);
+
+/** Usage and type of one file, from its block map. */
+int thinprov_usage(struct vmfs_fs *fs, uint32_t addr, struct thinprov_usage *u);
+
+/** Extend to @size keeping the type (new blocks: none, TBZ or zeroed).
+ *  A smaller @size is refused with -EINVAL unless THINPROV_FORCE (then the
+ *  file is truncated and the freed blocks reclaimed into @rc, may be NULL). */
+int thinprov_extend(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struct thinprov_opts *o,
+		    struct thinprov_reclaim *rc);
+
+/** Inflate: allocate every hole and zero it, zero every TBZ block: the file
+ *  becomes eagerzeroedthick (written content kept). */
+int thinprov_inflate(struct vmfs_fs *fs, uint32_t addr, const struct thinprov_opts *o);
+
+/** Eager-zero: zero every TBZ block (holes stay holes). */
+int thinprov_eagerzero(struct vmfs_fs *fs, uint32_t addr, const struct thinprov_opts *o);
+
+/** Truncate to @size, reclaiming what is freed. */
+int thinprov_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struct thinprov_opts *o,
+		      struct thinprov_reclaim *rc);
+
+/** Unlink @name in @dir, reclaiming its blocks when the last link goes. */
+int thinprov_unlink(struct vmfs_fs *fs, uint32_t dir, const char *name, const struct thinprov_opts *o,
+		    struct thinprov_reclaim *rc);
+
+/** Punch a hole: [off, off+len) reads as zeros afterwards.  Whole blocks
+ *  from a block boundary to EOF are freed (and reclaimed); other whole
+ *  blocks and partial blocks are zeroed in place (the fs has no call that
+ *  frees a block in the middle of a file: thinprov_punch_zero does that by
+ *  rewriting). */
+int thinprov_punch_hole(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len,
+			const struct thinprov_opts *o, struct thinprov_reclaim *rc);
+
+/** Punch-zero: free every allocated block that holds only zeros (TBZ blocks
+ *  too).  Trailing zero blocks are truncated away; when zero blocks remain
+ *  in the middle, the file is rewritten sparsely into a temporary file in
+ *  the same directory which then replaces it (needs free space for the
+ *  non-zero data).  @name/@dir name the file (for the replacement);
+ *  *@addr is updated to the new file's address. */
+int thinprov_punch_zero(struct vmfs_fs *fs, uint32_t dir, const char *name, uint32_t *addr,
+			const struct thinprov_opts *o, struct thinprov_reclaim *rc);
+
+/** Clone @src into a new file @dname in @ddir of @type (sparse-aware: holes,
+ *  TBZ and all-zero blocks of @src are not written; a thin target keeps them
+ *  as holes). */
+int thinprov_clone(struct vmfs_fs *fs, uint32_t src, uint32_t ddir, const char *dname, int type,
+		   const struct thinprov_opts *o, uint32_t *daddr);
+
+/** Write @len bytes at @off with the ordering described above (holes and
+ *  TBZ blocks: allocate TBZ, write + flush, then let the fs clear TBZ). */
+int64_t thinprov_pwrite(struct vmfs_fs *fs, uint32_t addr, const void *buf, size_t len, uint64_t off,
+			const struct thinprov_opts *o);
+
+/** Datastore-wide reclaim: discard every free file block (walks the FBB
+ *  bitmap).  \return 0; bytes discarded in @rc->discarded. */
+int thinprov_reclaim_free(struct vmfs_fs *fs, const struct thinprov_opts *o, struct thinprov_reclaim *rc);
+
+/** Datastore accounting: statfs plus the sums over every regular file. */
+int thinprov_ds_usage(struct vmfs_fs *fs, struct thinprov_ds_usage *u);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
