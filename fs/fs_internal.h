@@ -57,6 +57,8 @@ struct vmfs_txn {
 	size_t nlocks, caplocks;
 	struct vmfs_inode **inodes; /* inodes loaded in this txn (shared by address) */
 	size_t ninodes, capinodes;
+	uint64_t *freed;          /* FBs freed (VMFS_FS_DISCARD): discarded after commit */
+	size_t nfreed, capfreed;
 };
 
 void txn_init(struct vmfs_txn *t, struct vmfs_fs *fs);
@@ -64,6 +66,8 @@ void txn_init(struct vmfs_txn *t, struct vmfs_fs *fs);
 int txn_read(struct vmfs_txn *t, uint64_t off, void *buf, size_t len);
 /* Stage metadata bytes (any offset/length: partial sectors are read-modify-written). */
 int txn_write(struct vmfs_txn *t, uint64_t off, const void *buf, size_t len);
+/* Remember a freed file block for discard after the commit. */
+void txn_note_freed(struct vmfs_txn *t, uint64_t block);
 /* Take the object lock at @lv_off once per txn (no-op without hooks). */
 int txn_lock(struct vmfs_txn *t, uint64_t lv_off, int mode);
 /* Encode dirty inodes, run the commit hook, write every sector in place. */

@@ -631,7 +631,10 @@ static int free_data(struct vmfs_txn *t, struct vmfs_inode *ino, uint32_t a)
 	if (ino->fd.blk_count)
 		ino->fd.blk_count--;
 	idirty(ino);
-	return res_free(t, kind, index);
+	e = res_free(t, kind, index);
+	if (!e && kind == VMFS_RES_FBB)
+		txn_note_freed(t, index);
+	return e;
 }
 
 /* Free data blocks >= keep below PB @pb covering blocks [base, base + span). */

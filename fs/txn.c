@@ -100,6 +100,45 @@ int txn_write(struct vmfs_txn *t, uint64_t off, const void *buf, size_t len)
 	return 0;
 }
 
+void txn_note_freed(struct vmfs_txn *t, uint64_t block)
+{
+	if (!(t->fs->flags & VMFS_FS_DISCARD))
+		return;
+	if (t->nfreed == t->capfreed) {
+		size_t nc = t->capfreed ? t->capfreed * 2 : 64;
+		uint64_t *nf = realloc(t->freed, nc * sizeof(*nf));
+		if (!nf)
+			return; /* discard is advisory */
+		t->freed = nf;
+		t->capfreed = nc;
+	}
+	t->freed[t->nfreed++] = block;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Discard the blocks freed by a committed transaction, runs coalesced. */
+static void discard_freed(struct vmfs_txn *t)
+{
+	struct vmfs_fs *fs = t->fs;
+
+	qsort(t->freed, t->nfreed, sizeof(uint64_t), cmp_u64);
+	for (size_t i = 0; i < t->nfreed;) {
+		size_t j = i + 1;
+		while (j < t->nfreed && t->freed[j] == t->freed[j - 1] + 1)
+			j++;
+		int r = vmfs_bdev_discard(fs->bd, t->freed[i] * fs->bs, (j - i) * fs->bs);
+		if (r && r != -EOPNOTSUPP)
+			fs_log(fs, VMFS_LOG_WARN, "discard of blocks %llu..%llu failed: %d",
+			       (unsigned long long)t->freed[i], (unsigned long long)t->freed[j - 1], r);
+		i = j;
+	}
+}
+
 int txn_lock(struct vmfs_txn *t, uint64_t lv_off, int mode)
 {
 	struct vmfs_fs *fs = t->fs;
@@ -137,6 +176,9 @@ static void release(struct vmfs_txn *t)
 	free(t->inodes);
 	free(t->locks);
 	free(t->secs);
+	free(t->freed);
+	t->freed = NULL;
+	t->nfreed = 0;
 	t->inodes = NULL;
 	t->locks = NULL;
 	t->secs = NULL;
@@ -205,6 +247,8 @@ int txn_commit(struct vmfs_txn *t)
 	}
 	if (fs->have_hooks && fs->hooks.committed)
 		fs->hooks.committed(fs->hooks.ctx);
+	if (t->nfreed)
+		discard_freed(t);   /* blocks are free on disk, clusters still locked */
 out:
 	free(run);
 	release(t);

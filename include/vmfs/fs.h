@@ -172,6 +172,8 @@ struct vmfs_fs_opts {
 };
 #define VMFS_FS_RDONLY       0x1u
 #define VMFS_FS_NO_RESIDENT  0x2u  /* never store file data inline (vmfs-tools fsck friendly) */
+#define VMFS_FS_DISCARD      0x4u  /* pass freed file blocks down as discard (punch hole /
+                                      UNMAP), after the commit, before the cluster unlock */
 
 /** Open the filesystem on an open volume (the fs borrows it). */
 int vmfs_fs_open(struct vmfs_volume *vol, const struct vmfs_fs_opts *o, struct vmfs_fs **out);

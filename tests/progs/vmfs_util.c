@@ -2,8 +2,8 @@
  * vmfs_util: a small scriptable tool over the filesystem library, used by the
  * system tests to fill and inspect volumes.
  *
- *   vmfs_util [-r] [-n] DEV [DEV...] -- CMD ARGS...
- *     -r read-only   -n no resident files
+ *   vmfs_util [-r] [-n] [-D] DEV [DEV...] -- CMD ARGS...
+ *     -r read-only   -n no resident files   -D discard freed blocks
  *   commands:
  *     info | statfs | ls PATH | cat PATH | stat PATH | readlink PATH | map PATH
  *     put HOSTFILE PATH [OFFSET] | mkdir PATH | symlink TARGET PATH | link OLD NEW
@@ -297,6 +297,8 @@ int main(int argc, char **argv)
 			o.flags |= VMFS_FS_RDONLY;
 		else if (!strcmp(argv[i], "-n"))
 			o.flags |= VMFS_FS_NO_RESIDENT;
+		else if (!strcmp(argv[i], "-D"))
+			o.flags |= VMFS_FS_DISCARD;
 		else {
 			fprintf(stderr, "vmfs_util: unknown option %s\n", argv[i]);
 			return 2;

@@ -385,3 +385,16 @@ def test_write_into_esx_vmfs3_volume(tmp_path):
     assert r["Lost blocks"] == 199 and r["Unallocated blocks"] == 0, out
     assert r["Orphaned inodes"] == 0 and r["Undefined inodes"] == 0 and r["Directory errors"] == 0, out
     assert "Total errors: 0" in run([DEBUGVMFS, str(img), "check_vol_bitmaps"]).stdout.decode()
+
+
+def test_discard_returns_space_to_sparse_image(tmp_path):
+    img = tmp_path / "d.img"
+    mkvmfs("-S", "1100M", img)
+    base = os.stat(img).st_blocks
+    e = Sparse(); put([img], tmp_path, "/big.bin", 0, os.urandom(40 * MiB), e)
+    assert os.stat(img).st_blocks - base >= 40 * MiB // 512
+    util([img], "truncate", "/big.bin", 10 * MiB + 3, flags=("-D",))
+    assert abs((os.stat(img).st_blocks - base) * 512 - 11 * MiB) <= 2 * MiB
+    util([img], "unlink", "/big.bin", flags=("-D",))
+    assert (os.stat(img).st_blocks - base) * 512 <= MiB
+    check_fsck([img], resident_nonzero=0, tbz=0)
