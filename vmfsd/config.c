@@ -11,7 +11,7 @@
 enum {
 	OPT_CONFIG = 256, OPT_STATE_DIR, OPT_SOCKET, OPT_PIDFILE, OPT_LOG_FILE,
 	OPT_LOG_LEVEL, OPT_HOST_UUID, OPT_VOLUME, OPT_DAEMONIZE, OPT_IO_TIMEOUT,
-	OPT_ISCSI, OPT_LUN,
+	OPT_ISCSI, OPT_LUN, OPT_NFS, OPT_NFS_PORTMAP, OPT_EXPORT,
 	OPT_HELP = 'h', OPT_VERSION = 'V',
 };
 
@@ -28,6 +28,9 @@ static const struct option longopts[] = {
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
 	{ "iscsi", required_argument, NULL, OPT_ISCSI },
 	{ "lun", required_argument, NULL, OPT_LUN },
+	{ "nfs", required_argument, NULL, OPT_NFS },
+	{ "nfs-portmap", required_argument, NULL, OPT_NFS_PORTMAP },
+	{ "export", required_argument, NULL, OPT_EXPORT },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -59,6 +62,17 @@ static void usage(FILE *f)
 "                       file:/abs/path (raw file or device; datastore paths come\n"
 "                       with the filesystem integration).  Repeat for more LUNs.\n"
 "                       Remembered in the state dir (also `vmfsctl target add`)\n"
+"  --nfs ADDR[:PORT]    serve NFSv3 and MOUNT v3 over TCP there (port 2049 by\n"
+"                       default); registers with rpcbind when one runs\n"
+"  --nfs-portmap ADDR[:PORT]\n"
+"                       also answer portmapper GETPORT there (111 by default)\n"
+"                       for clients that ask it and no rpcbind runs\n"
+"  --export PATH[,clients=A;B/N;*][,ro][,root_squash][,all_squash]\n"
+"        [,anonuid=N][,anongid=N]\n"
+"                       export directory PATH of the datastore over NFS ('/'\n"
+"                       for all of it; /vmfs/volumes/LABEL/dir picks a volume).\n"
+"                       Repeat for more.  Remembered in the state dir (also\n"
+"                       `vmfsctl export add`)\n"
 "  --daemonize          detach after start-up (default: stay in the foreground)\n"
 "  --pidfile FILE       write the daemon's pid to FILE\n"
 "  --log-file FILE      log there instead of stderr\n"
@@ -127,6 +141,19 @@ static int apply(struct vmfsd_config *cfg, int id, const char *name, const char 
 		if (!cfg->luns[cfg->nluns])
 			return -ENOMEM;
 		cfg->nluns++;
+		return 0;
+	case OPT_NFS: return set_str(&cfg->nfs_listen, val);
+	case OPT_NFS_PORTMAP: return set_str(&cfg->nfs_portmap, val);
+	case OPT_EXPORT:
+		if (!*val || *val != '/' || cfg->nexports >= VMFSD_MAX_EXPORTS) {
+			fprintf(stderr, "vmfsd: %s: bad --export '%s' (PATH[,options]; max %d)\n",
+				where, val, VMFSD_MAX_EXPORTS);
+			return -EINVAL;
+		}
+		cfg->exports[cfg->nexports] = strdup(val);
+		if (!cfg->exports[cfg->nexports])
+			return -ENOMEM;
+		cfg->nexports++;
 		return 0;
 	case OPT_VOLUME:
 		if (!*val) {
@@ -245,7 +272,7 @@ int vmfsd_parse_args(int argc, char **argv, struct vmfsd_config *cfg, int *exit_
 	/* Volumes on the command line replace those of the file. */
 	opterr = 1;
 	optind = 1;
-	bool cli_vol = false, cli_lun = false, cli_iscsi = false;
+	bool cli_vol = false, cli_lun = false, cli_iscsi = false, cli_export = false;
 	while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
 		if (c == '?') {
 			fprintf(stderr, "Try 'vmfsd --help'.\n");
@@ -264,6 +291,12 @@ int vmfsd_parse_args(int argc, char **argv, struct vmfsd_config *cfg, int *exit_
 				free(cfg->luns[i]);
 			cfg->nluns = 0;
 			cli_lun = true;
+		}
+		if (c == OPT_EXPORT && !cli_export) {
+			for (int i = 0; i < cfg->nexports; i++)
+				free(cfg->exports[i]);
+			cfg->nexports = 0;
+			cli_export = true;
 		}
 		if (c == OPT_ISCSI && !cli_iscsi) {
 			for (int i = 0; i < cfg->niscsi; i++)
@@ -299,5 +332,9 @@ void vmfsd_config_free(struct vmfsd_config *cfg)
 		free(cfg->iscsi_portals[i]);
 	for (int i = 0; i < cfg->nluns; i++)
 		free(cfg->luns[i]);
+	free(cfg->nfs_listen);
+	free(cfg->nfs_portmap);
+	for (int i = 0; i < cfg->nexports; i++)
+		free(cfg->exports[i]);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -199,6 +199,8 @@ int main(int argc, char **argv)
 		vmfsd_volume_mount(&d, &d.vols[d.nvols++], d.cfg.volumes[i]);
 	if (vmfsd_iscsi_start(&d))
 		goto out;
+	if (vmfsd_nfs_start(&d))
+		goto out;
 	if (vmfsd_mgmt_listen(&d))
 		goto out;
 	log_info("management socket %s; ready", d.cfg.socket_path);
@@ -233,6 +235,7 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	vmfsd_nfs_stop(&d);
 	vmfsd_iscsi_stop(&d);
 	for (int i = 0; i < d.nvols; i++)
 		vmfsd_volume_unmount(&d.vols[i]);

@@ -159,8 +159,10 @@ void vmfsd_mgmt_serve(struct vmfsd *d, int fd)
 		vmfsd_mgmt_locks(d, f, json, argc > 1 ? argv[1] : NULL);
 	else if (!strcmp(argv[0], "target"))
 		vmfsd_iscsi_mgmt(d, f, json, argc - 1, argv + 1);
+	else if (!strcmp(argv[0], "export"))
+		vmfsd_nfs_mgmt(d, f, json, argc - 1, argv + 1);
 	else
-		reply_error(f, json, "unknown command (status, volumes, hosts, locks, target)");
+		reply_error(f, json, "unknown command (status, volumes, hosts, locks, target, export)");
 	fclose(f);
 	for (size_t off = 0; off < len;) {
 		ssize_t n = write(fd, buf + off, len - off);

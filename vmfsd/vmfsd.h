@@ -11,6 +11,7 @@
 #define VMFSD_MAX_VOLUMES 16
 #define VMFSD_MAX_PORTALS 8
 #define VMFSD_MAX_LUNS 256
+#define VMFSD_MAX_EXPORTS 64
 
 struct vmfsd_config {
 	char *state_dir;
@@ -27,6 +28,10 @@ struct vmfsd_config {
 	int niscsi;
 	char *luns[VMFSD_MAX_LUNS];             /* --lun IQN,PATH[,...] */
 	int nluns;
+	char *nfs_listen;                       /* --nfs ADDR[:PORT] */
+	char *nfs_portmap;                      /* --nfs-portmap ADDR[:PORT] */
+	char *exports[VMFSD_MAX_EXPORTS];       /* --export PATH[,opts] */
+	int nexports;
 };
 
 /** Parse argv (and the --config file it names).  Prints usage on --help
@@ -53,6 +58,7 @@ struct vmfsd {
 	int listen_fd;
 	double started;          /* monotonic seconds */
 	struct iscsi_srv *iscsi; /* the iSCSI target (vmfsd/iscsi_glue.c) */
+	struct nfs_srv *nfs;     /* the NFS server (vmfsd/nfs_glue.c) */
 };
 
 /* Management socket. */
@@ -76,5 +82,10 @@ int vmfsd_iscsi_start(struct vmfsd *d);
 void vmfsd_iscsi_stop(struct vmfsd *d);
 #include <stdio.h>
 void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
+
+/* NFS server glue (nfs_glue.c): same pattern, `export list|add|remove`. */
+int vmfsd_nfs_start(struct vmfsd *d);
+void vmfsd_nfs_stop(struct vmfsd *d);
+void vmfsd_nfs_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
 
 #endif
