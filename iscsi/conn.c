@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -148,9 +150,193 @@ static void send_scsi_rsp(struct conn *c, uint32_t itt, struct scsi_task *t, uin
 	tx_pdu(c, h, sd, dsl);
 }
 
+/* ---- write offload ----------------------------------------------------------------
+ * Writes can block (page cache writeback, file system allocation, a slow
+ * device); they run in the server's worker pool while the connection keeps
+ * reading and serving other commands.  Reads, and everything that is not a
+ * plain write, run inline.  The connection sends every response itself. */
+
+static bool offloadable(const struct conn *c, const uint8_t *cdb)
+{
+	if (!c->srv->nworkers || c->efd < 0 || c->inflight >= MAX_INFLIGHT || c->cur_attr > 1)
+		return false;
+	/* Alone in the queue (QD1), a write is fastest inline: nothing waits
+	 * behind it, and a hand-off costs two wake-ups. */
+	if (!c->more_pending && !c->inflight)
+		return false;
+	switch (cdb[0]) {
+	case 0x0a: case 0x2a: case 0xaa: case 0x8a:       /* WRITE */
+	case 0x2e: case 0xae: case 0x8e:                  /* WRITE AND VERIFY */
+	case 0x41: case 0x93:                             /* WRITE SAME */
+		return true;
+	}
+	return false;
+}
+
+void *worker_main(void *arg)
+{
+	struct iscsi_srv *s = arg;
+
+	for (;;) {
+		struct job *j;
+		struct conn *c;
+		uint64_t one = 1;
+
+		pthread_mutex_lock(&s->q_lock);
+		while (!s->q_head && !s->q_stop)
+			pthread_cond_wait(&s->q_cond, &s->q_lock);
+		j = s->q_head;
+		if (!j) {
+			pthread_mutex_unlock(&s->q_lock);
+			return NULL;
+		}
+		s->q_head = j->next;
+		if (!s->q_head)
+			s->q_tail = NULL;
+		pthread_mutex_unlock(&s->q_lock);
+		scsi_exec(&j->t);
+		c = j->c;
+		pthread_mutex_lock(&c->done_lock);
+		j->next = c->done;
+		c->done = j;
+		pthread_mutex_unlock(&c->done_lock);
+		if (write(c->efd, &one, sizeof(one)) < 0) {
+			/* the counter cannot overflow here */
+		}
+	}
+}
+
+static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
+		    unsigned cdb_len, const uint8_t *out, uint32_t out_len, uint8_t *owned,
+		    uint32_t wedtl)
+{
+	struct iscsi_srv *s = c->srv;
+	int lun = decode_lun(lunf);
+	struct lun_slot *ls = lun >= 0 ? tgt_lun_get(c, (uint16_t)lun) : NULL;
+	struct job *j;
+
+	if (!ls || cdb_len > sizeof(j->cdb))
+		return false;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return false;
+	if (owned) {
+		j->buf = owned;
+	} else if (out_len) {
+		j->buf = malloc(out_len);
+		if (!j->buf) {
+			free(j);
+			return false;
+		}
+		memcpy(j->buf, out, out_len);
+	}
+	memcpy(j->cdb, cdb, cdb_len);
+	j->c = c;
+	j->itt = itt;
+	j->wedtl = wedtl;
+	j->t.cdb = j->cdb;
+	j->t.cdb_len = cdb_len;
+	j->t.nexus = &c->nexus;
+	j->t.lun = &ls->sl;
+	j->t.lun_raw = get_be64(lunf);
+	j->t.out = j->buf;
+	j->t.out_len = out_len;
+	j->t.write_dir = true;
+	j->t.take_ua = conn_take_ua;
+	j->t.ua_arg = c;
+	c->inflight++;
+	pthread_mutex_lock(&s->q_lock);
+	if (s->q_tail)
+		s->q_tail->next = j;
+	else
+		s->q_head = j;
+	s->q_tail = j;
+	pthread_cond_signal(&s->q_cond);
+	pthread_mutex_unlock(&s->q_lock);
+	return true;
+}
+
+static void send_scsi_rsp(struct conn *c, uint32_t itt, struct scsi_task *t, uint32_t edtl,
+			  uint32_t xfer, bool have_xfer, uint32_t datasn);
+
+/* Send the responses of finished jobs (and free them). */
+static void reap(struct conn *c, bool send)
+{
+	struct job *list, *rev = NULL;
+	uint64_t v;
+
+	if (read(c->efd, &v, sizeof(v)) < 0) {
+		/* nothing pending (EAGAIN) */
+	}
+	pthread_mutex_lock(&c->done_lock);
+	list = c->done;
+	c->done = NULL;
+	pthread_mutex_unlock(&c->done_lock);
+	while (list) { /* oldest first */
+		struct job *n = list->next;
+
+		list->next = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev) {
+		struct job *n = rev->next;
+
+		if (send)
+			send_scsi_rsp(c, rev->itt, &rev->t, rev->wedtl, rev->t.xfer_len,
+				      rev->t.residual_set, 0);
+		free(rev->buf);
+		free(rev);
+		c->inflight--;
+		rev = n;
+	}
+}
+
+/* Wait until no job of this connection runs (before ORDERED tasks, logout,
+ * and when the connection goes away). */
+static void drain(struct conn *c, bool send)
+{
+	while (c->inflight) {
+		struct pollfd p = { .fd = c->efd, .events = POLLIN };
+
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			break;
+		reap(c, send);
+	}
+}
+
+static bool execute_owned(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
+			  unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out,
+			  uint32_t out_len, bool wr, uint32_t wedtl, uint8_t *owned);
+
 static void execute(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
 		    unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out, uint32_t out_len,
 		    bool wr, uint32_t wedtl)
+{
+	execute_owned(c, itt, lunf, cdb, cdb_len, rd, edtl, out, out_len, wr, wedtl, NULL);
+}
+
+static void execute_inline(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
+			   unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out,
+			   uint32_t out_len, bool wr, uint32_t wedtl);
+
+/* \return true if @owned was taken over (by a job). */
+static bool execute_owned(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
+			  unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out,
+			  uint32_t out_len, bool wr, uint32_t wedtl, uint8_t *owned)
+{
+	if (c->cur_attr == 2)         /* ORDERED: everything before it first */
+		drain(c, true);
+	if (wr && !rd && offloadable(c, cdb) &&
+	    offload(c, itt, lunf, cdb, cdb_len, out, out_len, owned, wedtl))
+		return true;
+	execute_inline(c, itt, lunf, cdb, cdb_len, rd, edtl, out, out_len, wr, wedtl);
+	return false;
+}
+
+static void execute_inline(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
+			   unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out,
+			   uint32_t out_len, bool wr, uint32_t wedtl)
 {
 	struct scsi_task t = { 0 };
 	struct iovec stackv[64], *iov = stackv;
@@ -343,8 +529,10 @@ static void wtask_done(struct conn *c, int i)
 	uint8_t lunf[8];
 
 	put_be64(lunf, w->lun_raw);
-	execute(c, w->itt, lunf, w->cdb, w->cdb_len, w->read_too, w->read_edtl, w->buf, w->edtl,
-		true, w->edtl);
+	c->cur_attr = w->attr;
+	if (execute_owned(c, w->itt, lunf, w->cdb, w->cdb_len, w->read_too, w->read_edtl, w->buf,
+			  w->edtl, true, w->edtl, w->buf))
+		w->buf = NULL; /* the job owns it now */
 	wtask_free(c, i);
 }
 
@@ -477,6 +665,7 @@ bad_ahs:
 		cdb_len = cdb_length(cdb[0]);
 	if (!check_cmdsn(c, h))
 		return 0;
+	c->cur_attr = h[1] & 7;
 	if (dsl && (!wr || !c->immediate_data || dsl > edtl || dsl > c->first_burst)) {
 		send_reject(c, h, REJ_PROTOCOL);
 		return 0;
@@ -515,6 +704,7 @@ bad_ahs:
 	w->edtl = edtl;
 	w->read_too = rd;
 	w->read_edtl = read_edtl;
+	w->attr = c->cur_attr;
 	memcpy(w->buf, data, dsl);
 	w->received = dsl;
 	if (fin || c->initial_r2t)
@@ -671,7 +861,9 @@ static int handle_pdu(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 	case OP_DATA_OUT: return data_out(c, h, data, dsl);
 	case OP_NOP_OUT: return nop_out(c, h, data, dsl);
 	case OP_TMF_REQ: return tmf(c, h);
-	case OP_LOGOUT_REQ: return logout(c, h);
+	case OP_LOGOUT_REQ:
+		drain(c, true);
+		return logout(c, h);
 	case OP_TEXT_REQ:
 		if (!check_cmdsn(c, h))
 			return 0;
@@ -738,6 +930,7 @@ static int process_rx(struct conn *c)
 			r = 0;
 			continue;
 		}
+		c->more_pending = c->rx_len - off - lay.total >= ISCSI_BHS_LEN;
 		r = handle_pdu(c, h, data, lay.dsl);
 		if (r)
 			break;
@@ -788,6 +981,21 @@ void *conn_main(void *arg)
 		}
 		if (tx_flush(c) || r || c->closing)
 			break;
+		if (c->inflight) {
+			struct pollfd p[2] = { { .fd = c->fd, .events = POLLIN },
+					       { .fd = c->efd, .events = POLLIN } };
+
+			if (poll(p, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			if (p[1].revents & POLLIN) {
+				reap(c, true);
+				if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+			}
+		}
 		n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -796,6 +1004,7 @@ void *conn_main(void *arg)
 		c->rx_len += (size_t)n;
 	}
 out:
+	drain(c, false);
 	while (c->nwt)
 		wtask_free(c, c->nwt - 1);
 	pthread_mutex_lock(&s->lock);
@@ -831,6 +1040,9 @@ out:
 	free(c->tx);
 	free(c->login_text);
 	free(c->txt_pend);
+	if (c->efd >= 0)
+		close(c->efd);
+	pthread_mutex_destroy(&c->done_lock);
 	pthread_mutex_destroy(&c->ua_lock);
 	free(c);
 	return NULL;

@@ -61,7 +61,21 @@ struct wtask {
 	int nr2t;
 	bool read_too;
 	uint32_t read_edtl;
+	uint8_t attr;
 };
+
+/* A write handed to the worker pool; the connection sends the response. */
+struct job {
+	struct job *next;
+	struct conn *c;
+	struct scsi_task t;
+	uint8_t cdb[260];
+	uint8_t *buf;                /* data-out, owned */
+	uint32_t itt, wedtl;
+};
+
+#define ISCSI_WORKERS 8
+#define MAX_INFLIGHT 64
 
 struct ua_ent {
 	uint16_t lun, asc;
@@ -111,6 +125,13 @@ struct conn {
 	char *txt_pend;              /* text reply still to send (C bit) */
 	size_t txt_pend_len, txt_pend_off;
 	uint32_t login_itt;
+	/* writes running in the worker pool */
+	int efd;                     /* eventfd: completions to send */
+	pthread_mutex_t done_lock;
+	struct job *done;
+	int inflight;
+	uint8_t cur_attr;            /* task attribute of the command at hand */
+	bool more_pending;           /* more PDUs already received behind it */
 };
 
 struct iscsi_srv {
@@ -122,6 +143,13 @@ struct iscsi_srv {
 	int wake_fd;
 	pthread_t thr;
 	bool started;
+	/* worker pool for writes (blocking I/O off the connection threads) */
+	pthread_t workers[ISCSI_WORKERS];
+	int nworkers;
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct job *q_head, *q_tail;
+	bool q_stop;
 	struct target *targets;
 	struct conn *conns;
 	int nconns;
@@ -140,6 +168,7 @@ void tgt_post_ua(void *arg, struct scsi_lun *lun, const char *only, const char *
 
 /* conn.c */
 void *conn_main(void *arg);
+void *worker_main(void *arg);
 /* login.c */
 int login_pdu(struct conn *c, uint8_t *bhs, uint8_t *data, uint32_t dsl);
 int text_pdu(struct conn *c, uint8_t *bhs, uint8_t *data, uint32_t dsl);

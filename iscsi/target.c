@@ -189,6 +189,8 @@ int iscsi_srv_create(struct iscsi_srv **out)
 		return -e;
 	}
 	s->next_tsih = 1;
+	pthread_mutex_init(&s->q_lock, NULL);
+	pthread_cond_init(&s->q_cond, NULL);
 	*out = s;
 	return 0;
 }
@@ -317,6 +319,15 @@ static void *accept_main(void *arg)
 			getnameinfo((struct sockaddr *)&ss, sl, c->peer, sizeof(c->peer), NULL, 0,
 				    NI_NUMERICHOST);
 			pthread_mutex_init(&c->ua_lock, NULL);
+			pthread_mutex_init(&c->done_lock, NULL);
+			c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (c->efd < 0) {
+				close(fd);
+				pthread_mutex_destroy(&c->ua_lock);
+				pthread_mutex_destroy(&c->done_lock);
+				free(c);
+				continue;
+			}
 			pthread_mutex_lock(&s->lock);
 			c->next = s->conns;
 			s->conns = c;
@@ -335,7 +346,9 @@ static void *accept_main(void *arg)
 				s->nconns--;
 				pthread_mutex_unlock(&s->lock);
 				close(fd);
+				close(c->efd);
 				pthread_mutex_destroy(&c->ua_lock);
+				pthread_mutex_destroy(&c->done_lock);
 				free(c);
 			}
 			pthread_attr_destroy(&a);
@@ -348,8 +361,13 @@ out:
 
 int iscsi_srv_start(struct iscsi_srv *s)
 {
-	int r = pthread_create(&s->thr, NULL, accept_main, s);
+	int r;
 
+	/* Workers first: a connection without them runs writes inline. */
+	for (s->nworkers = 0; s->nworkers < ISCSI_WORKERS; s->nworkers++)
+		if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s))
+			break;
+	r = pthread_create(&s->thr, NULL, accept_main, s);
 	if (r)
 		return -r;
 	s->started = true;
@@ -394,6 +412,15 @@ void iscsi_srv_destroy(struct iscsi_srv *s)
 		shutdown(c->fd, SHUT_RDWR);
 	while (s->nconns)
 		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	/* connections have drained their jobs: stop the pool */
+	pthread_mutex_lock(&s->q_lock);
+	s->q_stop = true;
+	pthread_cond_broadcast(&s->q_cond);
+	pthread_mutex_unlock(&s->q_lock);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	pthread_mutex_lock(&s->lock);
 	while (s->targets) {
 		struct target *t = s->targets;
 
@@ -412,6 +439,8 @@ void iscsi_srv_destroy(struct iscsi_srv *s)
 	close(s->wake_fd);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->q_lock);
+	pthread_cond_destroy(&s->q_cond);
 	free(s);
 }
 

@@ -124,6 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c->srv = srv;
 	snprintf(c->peer, sizeof(c->peer), "fuzz");
 	pthread_mutex_init(&c->ua_lock, NULL);
+	pthread_mutex_init(&c->done_lock, NULL);
+	c->efd = -1; /* no worker pool here: writes run inline */
 	pthread_mutex_lock(&srv->lock);
 	c->next = srv->conns;
 	srv->conns = c;
