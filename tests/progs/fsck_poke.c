@@ -9,6 +9,7 @@
  *     get-pbptr PATH PBSLOT SLOT   print pointer SLOT of the pointer block in FD slot PBSLOT
  *     set-pbptr PATH PBSLOT SLOT VALUE   set it
  *     alloc-item KIND INDEX        mark an item allocated (free count kept consistent)
+ *     free-item KIND INDEX         mark an item free (free count kept consistent)
  *     free-count KIND IDX VALUE    overwrite a cluster's free count
  *     set-nlink PATH N             overwrite the link count
  *     rm-entry DIR NAME            remove a directory entry, leaving its file alone
@@ -100,7 +101,7 @@ static int cmd(int argc, char **argv)
 			printf("0x%08x\n", ptrs[slot]);
 		if (!e && argc == 5)
 			e = vmfs_fsck_ptr_set(fs, addr, fd.blocks[ps], slot, (uint32_t)strtoul(argv[4], NULL, 0));
-	} else if (!strcmp(c, "alloc-item") && argc == 3) {
+	} else if ((!strcmp(c, "alloc-item") || !strcmp(c, "free-item")) && argc == 3) {
 		struct vmfs_res_info ri;
 		struct vmfs_cluster cl;
 		int k = kind_of(argv[1]);
@@ -110,7 +111,10 @@ static int cmd(int argc, char **argv)
 			e = vmfs_res_read_cluster(fs, k, (uint32_t)(index / ri.ipe), &cl, NULL);
 		if (!e) {
 			uint32_t i = (uint32_t)(index % ri.ipe);
-			cl.bitmap[i / 8] &= (uint8_t)~(1u << (i % 8));
+			if (c[0] == 'a')
+				cl.bitmap[i / 8] &= (uint8_t)~(1u << (i % 8));
+			else
+				cl.bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
 			e = vmfs_fsck_cluster_write(fs, k, cl.id, cl.total, cl.bitmap, 0);
 		}
 	} else if (!strcmp(c, "free-count") && argc == 4) {

@@ -430,3 +430,21 @@ def test_fault_invalid_pointer_cleared(filled, tmp_path):
     assert poke(img, "get-pbptr", "/sub/deeper/pb.bin", "0", "0").strip() == "0x00000000"
     assert cat(img, "/sub/deeper/pb.bin")[:MiB] == bytes(MiB)  # a hole now
     assert old != "0x00000000"
+
+
+def test_descriptor_in_a_free_cluster_found_from_its_entry(tmp_path):
+    """.fdc.sf clusters whose valid header says "all free" are not read; a
+    directory entry naming a descriptor there still gets it checked and kept."""
+    img = tmp_path / "v.img"
+    run([bin_path("mkvmfs"), "-q", "-S", "600M", img], check=True)
+    (tmp_path / "x").write_bytes(os.urandom(9000))
+    run([prog_path("vmfs_util"), "-n", img, "--", "put", tmp_path / "x", "/x.bin"], check=True)
+    addr = int(poke(img, "fd", "/x.bin").split()[1], 16)
+    index = (addr >> 6 & 0xFFFF) * 32 + (addr >> 22)  # 32 descriptors per cluster
+    base = fsck_vmfs(img)
+    poke(img, "free-item", "fdc", str(index))  # its cluster is now entirely free
+    assert fsck_vmfs(img)["Unallocated blocks"] == base["Unallocated blocks"] + 1
+    out = check_fault(img, base, rf"file 0x{addr:08x} is in use but free in \.fdc\.sf",
+                      r"rewrote \.fdc\.sf cluster \d+ bitmap: 0 lost file descriptors freed, 1 marked in use")
+    assert cat(img, "/x.bin") == (tmp_path / "x").read_bytes()
+    assert "repair made; the volume is now clean" in out

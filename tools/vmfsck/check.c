@@ -22,6 +22,14 @@ static const uint32_t res_magic[VMFS_RES_COUNT] = { VMFS_MAGIC_FBB, VMFS_MAGIC_F
 #define DIRENT_SIZE 140u
 #define MAX_LISTED  20u   /* lost/unallocated items listed one by one per resource */
 
+static uint8_t popcnt8[256];
+
+static void init_popcnt(void)
+{
+	for (unsigned v = 1; v < 256; v++)
+		popcnt8[v] = (uint8_t)(popcnt8[v >> 1] + (v & 1));
+}
+
 /* A device error (not corrupt metadata): the check is incomplete, exit 8. */
 static int ioerr(struct ck *c, int e)
 {
@@ -428,7 +436,21 @@ static void check_cluster(struct ck *c, int k, uint32_t idx, const uint8_t *h, u
 	}
 	if (total > ri->ipe || total > 496 * 8)
 		total = exp;  /* cannot trust its bitmap length */
-	for (uint32_t i = 0; i < total; i++) {
+	uint32_t i = 0;
+	if (base % 8 == 0) {
+		/* whole bytes at once: bit set on disk = free, in c->alloc = allocated */
+		uint32_t lim = (total < exp ? total : exp) / 8;
+		uint8_t *al = c->alloc[k] + base / 8;
+		for (uint32_t b = 0; b < lim; b++) {
+			uint8_t v = bm[b];
+			pop += popcnt8[v];
+			if (v && first == UINT32_MAX)
+				first = b * 8 + (uint32_t)__builtin_ctz(v);
+			al[b] = (uint8_t)~v;
+		}
+		i = lim * 8;
+	}
+	for (; i < total; i++) {
 		bool isfree = bit_get(bm, i);
 		if (isfree) {
 			pop++;
@@ -446,6 +468,9 @@ static void check_cluster(struct ck *c, int k, uint32_t idx, const uint8_t *h, u
 		problem(c, "%s: free count %u, but its bitmap has %u free items", what, nfree, pop);
 		cluster_bad(c, k, idx, false);
 	}
+	if (k == VMFS_RES_FDC && total == exp && exp && pop == total && nfree == pop && id == idx &&
+	    le64(h + 4) == lv && !(total % 8 && (bm[total / 8] >> (total % 8))))
+		bit_set(c->fdc_allfree, idx);
 	/* a hint only (ESX leaves it behind the first free item): must stay inside the cluster */
 	if (total ? ffree >= total : ffree != 0) {
 		problem(c, "%s: first-free hint %u is outside its %u items (first free item: %s%d)", what,
@@ -501,8 +526,13 @@ static void scan_fd(struct ck *c, uint64_t index, const uint8_t *raw, uint64_t l
 	char why[160];
 	const char *bad;
 
-	fd_decode(raw, &fd);
 	f->alloc = bit_get(c->alloc[VMFS_RES_FDC], index);
+	if (le32(raw) != VMFS_MAGIC_FD) {
+		if (f->alloc)
+			f->state = FD_NONE;  /* lost: reported with the bitmap comparison */
+		return;
+	}
+	fd_decode(raw, &fd);
 	if (fd.lock_magic == VMFS_MAGIC_FD && fd.nlink == 0 && fd.lock_pos == lv) {
 		/* a free descriptor can still carry a lock left by a host that died allocating it */
 		char what[48];
@@ -569,6 +599,23 @@ static void scan_fd(struct ck *c, uint64_t index, const uint8_t *raw, uint64_t l
 	c->deferred_addr[c->ndeferred++] = addr;
 }
 
+/* Read and scan one descriptor that the stream skipped. */
+static void scan_one(struct ck *c, uint64_t index)
+{
+	uint8_t raw[2048];
+	uint64_t lv;
+	int e = vmfs_res_item_lv(c->fs, VMFS_RES_FDC, index, &lv);
+
+	c->fds[index].skipped = false;
+	if (!e)
+		e = ioerr(c, vmfs_bdev_read(c->lv, raw, sizeof(raw), lv));
+	if (e) {
+		unfixable(c, "file descriptor 0x%08x: cannot read it: %s", fd_addr_of(c, index), strerror(-e));
+		return;
+	}
+	scan_fd(c, index, raw, lv);
+}
+
 static int scan_fdc(struct ck *c)
 {
 	const struct vmfs_res_info *ri = &c->ri[VMFS_RES_FDC];
@@ -579,6 +626,15 @@ static int scan_fdc(struct ck *c)
 	if (!buf)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < c->nfds;) {
+		uint64_t cl = i / ri->ipe;
+		if (bit_get(c->fdc_allfree, cl)) {
+			/* a valid cluster header says every item is free: not read (as e2fsck skips
+			 * unused inode tables); an entry naming one reads it on demand */
+			uint64_t end = (cl + 1) * ri->ipe < c->nfds ? (cl + 1) * ri->ipe : c->nfds;
+			for (; i < end; i++)
+				c->fds[i].skipped = true;
+			continue;
+		}
 		uint64_t g = i / ipa, k = i % ipa;
 		uint64_t foff = ri->hdr_size + g * ri->area_size + (uint64_t)ri->epa * 1024u + k * ds;
 		/* items up to the end of this file block, this group and the table */
@@ -591,6 +647,11 @@ static int scan_fdc(struct ck *c)
 			n = cap / ds;
 		if (n == 0)
 			n = 1;
+		for (uint64_t nc = cl + 1; nc * ri->ipe < i + n; nc++)
+			if (bit_get(c->fdc_allfree, nc)) {
+				n = nc * ri->ipe - i;
+				break;
+			}
 		int e = vmfs_fsck_res_file_lv(c->fs, VMFS_RES_FDC, foff, n * ds, &lv);
 		if (!e)
 			e = vmfs_bdev_read(c->lv, buf, n * ds, lv);
@@ -711,6 +772,8 @@ static int dir_cb(void *ctx, const struct vmfs_dirent *de)
 		return 0;
 	}
 	t = &c->fds[ti];
+	if (t->skipped)
+		scan_one(c, ti);
 	if (t->state == FD_NONE) {
 		problem(c, "directory 0x%08x: entry \"%s\" points to 0x%08x, a free file descriptor",
 			d->dir, nm, de->addr);
@@ -1031,38 +1094,44 @@ static void compare_bitmaps(struct ck *c)
 	for (int k = 0; k < VMFS_RES_COUNT; k++) {
 		const struct vmfs_res_info *ri = &c->ri[k];
 		unsigned nlost = 0, nunalloc = 0;
+		uint64_t nbytes = (ri->total_items + 7) / 8;
+		if (k == VMFS_RES_FDC)
+			for (uint64_t i = 0; i < ri->total_items; i++)
+				if (c->fds[i].kept)
+					bit_set(c->used[k], i);
 		c->nused[k] = 0;
-		for (uint64_t i = 0; i < ri->total_items; i++) {
-			uint32_t cl = (uint32_t)(i / ri->ipe);
-			bool a = bit_get(c->alloc[k], i), u;
-			if (k == VMFS_RES_FDC)
-				u = c->fds[i].kept;
-			else
-				u = bit_get(c->used[k], i);
-			c->nused[k] += u;
-			if (a == u)
-				continue;
-			if (i - (uint64_t)cl * ri->ipe >= c->cl_total[k][cl])
-				continue;  /* beyond the cluster's items: reported with its header */
-			if (a) {
-				if (++nlost <= MAX_LISTED)
-					problem(c, "%s %llu (0x%08x) is allocated in %s but used by no file (lost)",
-						item_name[k], (unsigned long long)i, item_addr(c, k, i), res_name[k]);
-				else
-					c->problems++;
-			} else {
-				if (++nunalloc <= MAX_LISTED)
-					problem(c, "%s %llu (0x%08x) is used but marked free in %s", item_name[k],
-						(unsigned long long)i, item_addr(c, k, i), res_name[k]);
-				else
-					c->problems++;
-			}
-			if (!bit_get(c->cl_bad[k], cl)) {
-				bit_set(c->cl_bad[k], cl);
-				struct fix *f = add_fix(c, FIX_CLUSTER, "rewrote %s cluster %u bitmap", res_name[k], cl);
-				if (f) {
-					f->res = k;
-					f->idx = cl;
+		/* a byte at a time; bits beyond total_items are never set in either array */
+		for (uint64_t j = 0; j < nbytes; j++) {
+			uint8_t x = c->alloc[k][j] ^ c->used[k][j];
+			c->nused[k] += popcnt8[c->used[k][j]];
+			for (; x; x &= (uint8_t)(x - 1)) {
+				uint64_t i = j * 8 + (uint64_t)__builtin_ctz(x);
+				uint32_t cl = (uint32_t)(i / ri->ipe);
+				bool a = bit_get(c->alloc[k], i);
+				if (i >= ri->total_items)
+					break;
+				if (i - (uint64_t)cl * ri->ipe >= c->cl_total[k][cl])
+					continue;  /* beyond the cluster's items: reported with its header */
+				if (a) {
+					if (++nlost <= MAX_LISTED)
+						problem(c, "%s %llu (0x%08x) is allocated in %s but used by no file (lost)",
+							item_name[k], (unsigned long long)i, item_addr(c, k, i), res_name[k]);
+					else
+						c->problems++;
+				} else {
+					if (++nunalloc <= MAX_LISTED)
+						problem(c, "%s %llu (0x%08x) is used but marked free in %s", item_name[k],
+							(unsigned long long)i, item_addr(c, k, i), res_name[k]);
+					else
+						c->problems++;
+				}
+				if (!bit_get(c->cl_bad[k], cl)) {
+					bit_set(c->cl_bad[k], cl);
+					struct fix *f = add_fix(c, FIX_CLUSTER, "rewrote %s cluster %u bitmap", res_name[k], cl);
+					if (f) {
+						f->res = k;
+						f->idx = cl;
+					}
 				}
 			}
 		}
@@ -1135,6 +1204,8 @@ void pass_free(struct ck *c)
 	}
 	free(c->fds);
 	c->fds = NULL;
+	free(c->fdc_allfree);
+	c->fdc_allfree = NULL;
 	free(c->deferred);
 	free(c->deferred_addr);
 	c->deferred = NULL;
@@ -1154,6 +1225,8 @@ int check_pass(struct ck *c)
 	c->lost_found = 0;
 	c->nfiles = c->ndirs = 0;
 	c->ntbz = 0;
+	if (!popcnt8[255])
+		init_popcnt();
 	for (int k = 0; k < VMFS_RES_COUNT; k++) {
 		e = vmfs_res_get_info(c->fs, k, &c->ri[k]);
 		if (e)
@@ -1170,6 +1243,9 @@ int check_pass(struct ck *c)
 			return -ENOMEM;
 	}
 	c->nfds = c->ri[VMFS_RES_FDC].total_items;
+	c->fdc_allfree = calloc(1, c->ri[VMFS_RES_FDC].nclusters / 8 + 1);
+	if (!c->fdc_allfree)
+		return -ENOMEM;
 	c->fds = calloc(c->nfds + 1, sizeof(*c->fds));
 	if (!c->fds)
 		return -ENOMEM;

@@ -288,7 +288,7 @@ int main(int argc, char **argv)
 	}
 	if (remaining) {
 		if (c->mode == MODE_YES)
-			printf("%s: %s: %u problem%s left uncorrected (%u fixed)\n", prog, paths[0], remaining,
+			printf("%s: %s: %u problem%s left uncorrected (%u repairs made)\n", prog, paths[0], remaining,
 			       remaining > 1 ? "s" : "", c->fixes);
 		else if (c->mode == MODE_NO)
 			printf("%s: %s: %u problem%s found; nothing was changed (-n)\n", prog, paths[0], remaining,
@@ -298,7 +298,7 @@ int main(int argc, char **argv)
 			       paths[0], remaining, remaining > 1 ? "s" : "", prog);
 		rc = EX_UNFIXED;
 	} else if (c->fixes) {
-		printf("%s: %s: %u problem%s fixed; the volume is now clean\n", prog, paths[0], c->fixes,
+		printf("%s: %s: %u repair%s made; the volume is now clean\n", prog, paths[0], c->fixes,
 		       c->fixes > 1 ? "s" : "");
 		rc = EX_FIXED;
 	} else {

@@ -34,6 +34,7 @@ struct fdi {
 	bool walked;              /* blocks counted */
 	bool kept;                /* counts as used in .fdc.sf after the repairs */
 	bool deferred;            /* valid, linked, but free in .fdc.sf: walk only if reached */
+	bool skipped;             /* in an all-free cluster: not read (yet) */
 };
 
 /* Repairs, collected during a check pass and applied after it. */
@@ -83,6 +84,7 @@ struct ck {
 	uint8_t *cl_bad[VMFS_RES_COUNT];  /* per cluster: header needs a rewrite */
 	uint8_t *cl_fresh[VMFS_RES_COUNT];/* per cluster: lock record must be formatted */
 	uint32_t *cl_total[VMFS_RES_COUNT];
+	uint8_t *fdc_allfree;             /* per .fdc.sf cluster: valid header, every item free */
 	uint64_t ndups;
 	struct fdi *fds;
 	uint64_t nfds;
