@@ -605,7 +605,7 @@ static int open_node(struct vf *v, uint32_t addr, uint32_t gen, struct fuse_file
 		return -ENOMEM;
 	}
 	fi->fh = (w ? FH_WRITE : 0) | ((fi->flags & O_DIRECT) ? FH_DIRECT : 0);
-	fi->direct_io = v->direct_io || (fi->flags & O_DIRECT);
+	fi->direct_io = v->direct_io;
 	fi->keep_cache = 0;   /* close-to-open: drop pages another host may have changed */
 	return 0;
 }
@@ -1270,30 +1270,34 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 }
 
-/* ---- extended attributes: not part of the format -------------------------------------- */
+/* ---- extended attributes: not part of the format -------------------------------------
+ * The kernel turns ENOSYS from the daemon into EOPNOTSUPP for the caller and
+ * then stops asking (fc->no_getxattr and friends), so applications see
+ * ENOTSUP while writes no longer cost a GETXATTR(security.capability)
+ * round trip each (what a plain EOPNOTSUPP reply would). */
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 	(void)ino, (void)name, (void)value, (void)size, (void)flags;
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 	(void)ino, (void)name, (void)size;
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 	(void)ino, (void)size;
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 	(void)ino, (void)name;
 }
 
