@@ -18,7 +18,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 LV = 0x1100000  # device offset of LV offset 0 (single extent)
 FSCK_VMFS = shutil.which("fsck.vmfs") or "/usr/sbin/fsck.vmfs"
-HBW = ("--hb-wait", "400")  # watch live heartbeat slots 0.4 s (tests only)
+HBW = ("--hb-wait", "400", "--hb-timeout", "800")  # heartbeat watch and dead-host timeout, tests only
 
 
 def run(args, timeout=60, check=False):
@@ -121,6 +121,7 @@ def test_help_and_usage_errors(tmp_path):
     assert vmfsck("-n", "-y", "x").returncode == 16
     assert vmfsck("--bogus", "x").returncode == 16
     assert vmfsck("--hb-wait", "soon", "x").returncode == 16
+    assert vmfsck("--hb-timeout", "-1", "x").returncode == 16
     p = vmfsck("-n", tmp_path / "missing.img")
     assert p.returncode == 8 and "cannot open" in p.stderr
     junk = tmp_path / "junk.img"
@@ -255,8 +256,10 @@ def test_fault_stale_heartbeat(filled, tmp_path):
     img, base = filled
     img = copy(img, tmp_path / "t.img")
     poke(img, "hb-live", "17")
-    check_fault(img, base, r"heartbeat slot 17: host .* stamp \d+ did not change in 400 ms: stale",
-                r"freed heartbeat slot 17")
+    out = check_fault(img, base, r"heartbeat slot 17: host .* stamp \d+ did not change in 400 ms: stale",
+                      r"freed heartbeat slot 17")
+    # freed only after standing still for the whole dead-host timeout
+    assert "waiting 400 ms more: 1 silent heartbeat slot must stay unchanged" in out
 
 
 def test_fault_stale_exclusive_lock(filled, tmp_path):

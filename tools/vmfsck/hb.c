@@ -2,8 +2,12 @@
  * Heartbeat region and lock records (FORMAT.md §9).  A slot marked live is
  * watched for a short while: a host that lives renews its stamp every
  * hb_interval (3 s by default), so a stamp that does not move over the
- * observation window (2 x hb_interval) belongs to a dead host.  Locks naming
- * a free slot, a dead host or an older generation of the slot are stale.
+ * observation window (2 x hb_interval) belongs to a dead host.  Before -y
+ * frees such a slot, the stamp must have stood still for the whole dead-host
+ * timeout (hb_timeout, 16 s by default): a host that is only stalled fences
+ * itself within that time, so none of its writes can land after we free it.
+ * Locks naming a free slot, a dead host or an older generation of the slot
+ * are stale.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -84,8 +88,56 @@ int hb_observe(struct ck *c)
 	}
 	e = (int)nalive;
 out:
-	free(a);
-	free(b);
+	free(c->hb_raw);
+	c->hb_raw = nlive ? b : a;  /* the newest view */
+	if (nlive)
+		free(a);
+	else
+		free(b);
+	return e;
+}
+
+/* -y: keep watching the silent slots until they have been still for hb_timeout.
+ * \return 0, or -EBUSY when one of them moved (a live host after all). */
+static int hb_confirm_dead(struct ck *c)
+{
+	uint8_t *now = NULL;
+	unsigned ndead = 0;
+	int e = 0;
+
+	for (unsigned s = 0; s < VMFS_HB_NSLOTS; s++)
+		ndead += c->hb_dead[s];
+	if (!ndead || c->hb_timeout_ms <= c->hb_wait_ms || !c->hb_raw)
+		return 0;
+	printf("waiting %u ms more: %u silent heartbeat slot%s must stay unchanged for the dead-host "
+	       "timeout before %s freed\n", c->hb_timeout_ms - c->hb_wait_ms, ndead, ndead > 1 ? "s" : "",
+	       ndead > 1 ? "they are" : "it is");
+	sleep_ms(c->hb_timeout_ms - c->hb_wait_ms);
+	now = malloc(VMFS_HB_REGION_LEN);
+	if (!now)
+		return -ENOMEM;
+	e = read_region(c, now);
+	if (e)
+		goto out;
+	for (unsigned s = 0; s < VMFS_HB_NSLOTS; s++) {
+		if (!c->hb_dead[s] || !memcmp(now + (size_t)s * 512, c->hb_raw + (size_t)s * 512, 512))
+			continue;
+		c->hb_dead[s] = false;
+		if (vmfs_hb_slot_decode(now + (size_t)s * 512, vmfs_hb_slot_off(s), &c->hb[s]) == 0 &&
+		    c->hb[s].magic == VMFS_HB_MAGIC_LIVE) {
+			c->hb_alive[s] = true;
+			if (!c->force) {
+				char u[36];
+				vmfs_uuid_str(c->hb[s].uuid, u);
+				fprintf(stderr, "vmfsck: host %s in heartbeat slot %u renewed after a silence: it "
+					"is live; not repairing while it is (use --force to override)\n", u, s);
+				e = -EBUSY;
+			}
+		}
+	}
+	memcpy(c->hb_raw, now, VMFS_HB_REGION_LEN);
+out:
+	free(now);
 	return e;
 }
 
@@ -97,6 +149,11 @@ int hb_repair(struct ck *c)
 
 	if (!region)
 		return -ENOMEM;
+	if (c->mode == MODE_YES) {
+		e = hb_confirm_dead(c);
+		if (e)
+			goto out;
+	}
 	e = read_region(c, region);
 	if (e)
 		goto out;

@@ -9,14 +9,15 @@
 #include "vmfsck.h"
 
 #define MAX_PASSES 6
-#define HB_WAIT_DEFAULT_MS 6000u   /* 2 x the default heartbeat interval (3 s) */
+#define HB_WAIT_DEFAULT_MS 6000u     /* 2 x the default heartbeat interval (3 s) */
+#define HB_TIMEOUT_DEFAULT_MS 16000u /* the default dead-host timeout (VMFS: 16 s) */
 
 static const char *prog = "vmfsck";
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: %s [-n|-y] [-v] [--force] [--hb-wait MS] DEVICE [EXTENT...]\n"
+		"Usage: %s [-n|-y] [-v] [--force] [--hb-wait MS] [--hb-timeout MS] DEVICE [EXTENT...]\n"
 		"Check (and with -y repair) the VMFS volume on DEVICE and its other EXTENTs.\n"
 		"\n"
 		"  -n, --no          check only; open the devices read-only\n"
@@ -26,11 +27,13 @@ static void usage(FILE *f)
 		"  -f, --force       repair even while another host is live on the volume\n"
 		"  -W, --hb-wait MS  how long to watch live heartbeat slots (default %u ms,\n"
 		"                    twice the heartbeat interval)\n"
+		"  -T, --hb-timeout MS  -y frees a silent slot only once its stamp has stood\n"
+		"                    still this long (default %u ms, the dead-host timeout)\n"
 		"  -h, --help        this help\n"
 		"\n"
 		"Exit status (as fsck(8)): 0 clean, 1 errors corrected, 4 errors left\n"
 		"uncorrected, 8 operational error, 16 usage error.\n",
-		prog, HB_WAIT_DEFAULT_MS);
+		prog, HB_WAIT_DEFAULT_MS, HB_TIMEOUT_DEFAULT_MS);
 }
 
 static struct ck *g_ck;
@@ -124,7 +127,8 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "no", no_argument, NULL, 'n' },       { "yes", no_argument, NULL, 'y' },
 		{ "verbose", no_argument, NULL, 'v' },  { "force", no_argument, NULL, 'f' },
-		{ "hb-wait", required_argument, NULL, 'W' }, { "help", no_argument, NULL, 'h' },
+		{ "hb-wait", required_argument, NULL, 'W' }, { "hb-timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct ck ck;
@@ -137,7 +141,8 @@ int main(int argc, char **argv)
 
 	g_ck = c;
 	c->hb_wait_ms = HB_WAIT_DEFAULT_MS;
-	while ((opt = getopt_long(argc, argv, "nyvfW:h", lo, NULL)) != -1) {
+	c->hb_timeout_ms = HB_TIMEOUT_DEFAULT_MS;
+	while ((opt = getopt_long(argc, argv, "nyvfW:T:h", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
 		case 'y':
@@ -152,6 +157,12 @@ int main(int argc, char **argv)
 		case 'W':
 			if (parse_ms(optarg, &c->hb_wait_ms)) {
 				fprintf(stderr, "%s: bad --hb-wait '%s' (milliseconds)\n", prog, optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'T':
+			if (parse_ms(optarg, &c->hb_timeout_ms)) {
+				fprintf(stderr, "%s: bad --hb-timeout '%s' (milliseconds)\n", prog, optarg);
 				return EX_USAGE;
 			}
 			break;
@@ -220,6 +231,10 @@ int main(int argc, char **argv)
 			"meanwhile may show up as errors\n", prog, nalive, nalive > 1 ? "s are" : " is");
 
 	e = hb_repair(c);
+	if (e == -EBUSY) {
+		rc = EX_OPER;
+		goto out;
+	}
 	if (e) {
 		fprintf(stderr, "%s: %s: heartbeat region: %s\n", prog, paths[0], strerror(-e));
 		goto out;
@@ -309,5 +324,6 @@ out:
 		vmfs_fs_close(c->fs);
 	if (c->vol)
 		vmfs_volume_close(c->vol);
+	free(c->hb_raw);
 	return rc;
 }

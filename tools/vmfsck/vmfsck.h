@@ -61,7 +61,8 @@ struct ck {
 	/* options */
 	int mode;
 	bool verbose, force;
-	unsigned hb_wait_ms;
+	unsigned hb_wait_ms;              /* watch live-marked slots this long (liveness) */
+	unsigned hb_timeout_ms;           /* unchanged this long = dead: only then freed by -y */
 	const char *const *paths;
 	int npaths;
 	/* the volume */
@@ -77,6 +78,7 @@ struct ck {
 	bool hb_ok[VMFS_HB_NSLOTS];
 	bool hb_dead[VMFS_HB_NSLOTS];
 	bool hb_alive[VMFS_HB_NSLOTS];
+	uint8_t *hb_raw;                  /* the region as last read by hb_observe */
 	/* per pass */
 	uint8_t *alloc[VMFS_RES_COUNT];   /* bit set = allocated on disk */
 	uint8_t *used[VMFS_RES_COUNT];    /* bit set = referenced by a kept file */
