@@ -351,3 +351,44 @@ def test_power_cut_first_writes_thinprov_path(kind, journal):
 def test_power_cut_first_writes_fs_path(kind):
     p = run([prog_path("thinprov_crash"), kind, "fs", "journal", 300], check=False, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_through_a_fuse_mount(tmp_path):
+    """Plain paths on our vmfs-fuse mount: POSIX calls only (fallocate, SEEK_DATA);
+    the types made that way are what --volume sees afterwards, and qemu-img
+    reads the descriptor on the mount."""
+    from test_fuse_helpers import Mount
+    img = mkvol(tmp_path)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    K = bin_path("vmkfstools")
+    piece = os.urandom(MiB)
+    with Mount(img, str(mnt)):
+        for t in ("thin", "zeroedthick", "eagerzeroedthick"):
+            run([K, "-c", "12m", "-d", t, mnt / f"{t}.vmdk"])
+        st = {t: os.stat(mnt / f"{t}-flat.vmdk") for t in ("thin", "zeroedthick", "eagerzeroedthick")}
+        assert st["thin"].st_blocks == 0 and st["zeroedthick"].st_blocks * 512 == 12 * MiB
+        out = run([K, "-t0", mnt / "thin.vmdk"]).stdout
+        assert "[           0:    12582912] --> [NOMP" in out and "type thin" in out
+        with open(mnt / "thin-flat.vmdk", "r+b") as f:
+            f.seek(5 * MiB)
+            f.write(piece)
+        run([K, "-i", mnt / "thin.vmdk", mnt / "copy.vmdk", "-d", "thin"])
+        assert (mnt / "copy-flat.vmdk").read_bytes() == (mnt / "thin-flat.vmdk").read_bytes()
+        assert os.stat(mnt / "copy-flat.vmdk").st_blocks * 512 == MiB
+        info = run(["qemu-img", "info", mnt / "copy.vmdk"]).stdout
+        assert "file format: vmdk" in info and "12 MiB" in info
+        run(["qemu-img", "convert", "-O", "raw", mnt / "copy.vmdk", tmp_path / "c.raw"])
+        assert (tmp_path / "c.raw").read_bytes()[5 * MiB:6 * MiB] == piece
+        out = run([K, "-P", mnt]).stdout
+        m = re.search(r"Provisioned (\d+), allocated (\d+) in 8 files", out)
+        assert m and 48 * MiB <= int(m.group(1)) < 49 * MiB, out
+        assert 25 * MiB <= int(m.group(2)) < 27 * MiB, out
+        run([K, "-E", mnt / "copy.vmdk", mnt / "moved.vmdk"])
+        run([K, "-U", mnt / "moved.vmdk"])
+        assert not (mnt / "moved-flat.vmdk").exists() and not (mnt / "copy.vmdk").exists()
+        p = run([K, "-y", mnt], check=False)
+        assert p.returncode == 2 and "needs --volume" in p.stderr
+    for t in ("thin", "zeroedthick", "eagerzeroedthick"):
+        _, s = tmap(img, f"/{t}.vmdk")
+        assert s["type"] == t

@@ -1125,6 +1125,27 @@ static int cmd_info(const char *path)
 	printf("Capacity %s (%" PRIu64 " file blocks * %lu), %s (%" PRIu64 " blocks) avail\n", a,
 	       (uint64_t)sv.f_blocks, (unsigned long)sv.f_frsize, b, (uint64_t)sv.f_bavail);
 	struct stat st;
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		/* sums over the regular files of the directory (no recursion) */
+		uint64_t prov = 0, alloc = 0, files = 0;
+		DIR *dh = opendir(path);
+		struct dirent *de;
+		while (dh && (de = readdir(dh))) {
+			struct stat fst;
+			if (de->d_name[0] == '.' || fstatat(dirfd(dh), de->d_name, &fst, AT_SYMLINK_NOFOLLOW) ||
+			    !S_ISREG(fst.st_mode))
+				continue;
+			prov += (uint64_t)fst.st_size;
+			alloc += (uint64_t)fst.st_blocks * 512;
+			files++;
+		}
+		if (dh)
+			closedir(dh);
+		human(prov, a, sizeof(a));
+		human(alloc, b, sizeof(b));
+		printf("Provisioned %s, allocated %s in %" PRIu64 " files (through a mount: written vs "
+		       "to-be-zeroed not visible)\n", a, b, files);
+	}
 	if (!stat(path, &st) && S_ISREG(st.st_mode)) {
 		struct disk d;
 		if (!disk_open(path, &d, false)) {
