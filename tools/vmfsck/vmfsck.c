@@ -247,8 +247,9 @@ int main(int argc, char **argv)
 	fo.log_ctx = c;
 	e = vmfs_fs_open(c->vol, &fo, &c->fs);
 	if (e) {
-		fprintf(stderr, "%s: %s: cannot open the filesystem: %s\n", prog, paths[0],
-			c->logmsg[0] ? c->logmsg : strerror(-e));
+		fprintf(stderr, "%s: %s: cannot open the filesystem: %s%s\n", prog, paths[0],
+			c->logmsg[0] ? c->logmsg : strerror(-e),
+			e == -EUCLEAN ? " (metadata needed to open it is corrupt; vmfsck cannot repair that)" : "");
 		rc = e == -EUCLEAN ? EX_UNFIXED : EX_OPER;
 		goto out;
 	}
