@@ -160,6 +160,13 @@ def test_spanned_volume_is_clean(tmp_path):
     assert_clean(vmfsck("-n", b, a))  # extents in any order
     p = vmfsck("-n", a)
     assert p.returncode == 8 and "missing extents" in p.stderr
+    # a fault on the second extent's segment, repaired through the LV
+    run([prog_path("fsck_poke"), a, b, "--", "alloc-item", "fbb", str(400)], check=True)
+    p = vmfsck("-n", a, b)
+    assert p.returncode == 4 and "file block 400 " in p.stdout, p.stdout
+    p = vmfsck("-y", b, a)
+    assert p.returncode == 1 and "1 lost file block freed" in p.stdout, p.stdout
+    assert_clean(vmfsck("-n", a, b))
 
 
 def test_esx_vmfs3_fixture_is_clean(tmp_path):
@@ -177,6 +184,14 @@ def test_esx_vmfs3_fixture_is_clean(tmp_path):
     assert p.returncode == 0 and "lost" not in p.stdout, p.stdout
     # every one of them accounted for as in use
     assert "199 file blocks are to-be-zeroed (TBZ)" in p.stdout, p.stdout
+    assert_clean(vmfsck("-y", img))
+    # repairs work on ESX-made metadata too (VMFS3, 200 items per .fbb.sf cluster)
+    poke(img, "alloc-item", "fbb", "1020")
+    poke(img, "set-nlink", "/thin.vmdk", "3")
+    p = vmfsck("-y", img)
+    assert p.returncode == 1 and "1 lost file block freed" in p.stdout and "to 1" in p.stdout, p.stdout
+    assert_clean(vmfsck("-n", img))
+    assert fsck_vmfs(img)["Lost blocks"] == 199
 
 
 # ---- injected faults: detect (-n: 4), repair (-y: 1), clean (0), fsck.vmfs agrees ---------
