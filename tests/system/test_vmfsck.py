@@ -466,3 +466,18 @@ def test_descriptor_in_a_free_cluster_found_from_its_entry(tmp_path):
                       r"rewrote \.fdc\.sf cluster \d+ bitmap: 0 lost file descriptors freed, 1 marked in use")
     assert cat(img, "/x.bin") == (tmp_path / "x").read_bytes()
     assert "repair made; the volume is now clean" in out
+
+
+def test_fault_orphan_directory_reattached_with_its_tree(filled, tmp_path):
+    img, base = filled
+    img = copy(img, tmp_path / "t.img")
+    small = cat(img, "/sub/small.bin")
+    addr = poke(img, "fd", "/sub").split()[1]
+    poke(img, "rm-entry", "/", "sub")
+    out = check_fault(img, base, rf"orphan: directory {addr} ", rf"reattached orphan {addr} as /lost\+found/#")
+    assert "set link count of 0x00000004 to" in out  # the root lost the ".." of /sub
+    moved = f"/lost+found/#{int(addr, 16):08x}"
+    assert cat(img, moved + "/small.bin") == small
+    assert "nlink 2" in util(img, "stat", "/fb.bin").stdout  # its hard link came along
+    names = util(img, "ls", moved + "/..").stdout
+    assert f"#{int(addr, 16):08x}" in names  # ".." now leads to lost+found

@@ -732,8 +732,13 @@ static int dir_cb(void *ctx, const struct vmfs_dirent *de)
 	const char *nm = shown(de->name, nb, sizeof(nb));
 
 	if (d->orphan_scan) {
-		if (strcmp(de->name, ".") && strcmp(de->name, "..") && !fd_index_of(c, de->addr, &ti))
+		/* names inside an unreachable directory: it is reattached with them, so they count */
+		if (strcmp(de->name, ".") && strcmp(de->name, "..") && !fd_index_of(c, de->addr, &ti)) {
+			if (c->fds[ti].skipped)
+				scan_one(c, ti);
 			c->fds[ti].named_by_orphan = true;
+			c->fds[ti].refs++;
+		}
 		return 0;
 	}
 	if (!strcmp(de->name, ".") || !strcmp(de->name, "..")) {
@@ -996,9 +1001,9 @@ static void check_headers(struct ck *c)
 
 /* ---- orphans, link counts, bitmaps ------------------------------------------------------------ */
 
-static void orphans(struct ck *c)
+/* Names held by unreachable directories: those files come along with them. */
+static void orphan_names(struct ck *c)
 {
-	/* names held by unreachable directories: those files come along with them */
 	for (uint64_t i = 0; i < c->nfds; i++) {
 		struct fdi *f = &c->fds[i];
 		if (f->state == FD_VALID && !f->reached && f->type == VMFS_TYPE_DIR && f->alloc) {
@@ -1006,6 +1011,10 @@ static void orphans(struct ck *c)
 			ioerr(c, vmfs_readdir(c->fs, d.dir, dir_cb, &d));
 		}
 	}
+}
+
+static void orphans(struct ck *c)
+{
 	for (uint64_t i = 0; i < c->nfds; i++) {
 		struct fdi *f = &c->fds[i];
 		uint32_t a = fd_addr_of(c, i);
@@ -1270,6 +1279,7 @@ int check_pass(struct ck *c)
 	}
 	if (!c->tree_incomplete)
 		check_sysfiles(c);
+	orphan_names(c);
 	link_counts(c);
 	orphans(c);
 	if (c->ndups)
