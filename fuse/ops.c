@@ -17,6 +17,7 @@
 #define FH_DIRECT 0x2u
 #define ZERO_CHUNK (1u << 20)
 #define VF_OPEN_RETRY_MS 1000
+#define VF_PREALLOC (8ull << 20)
 #define VF_OPEN_RETRY_STEP_MS 25
 
 static const char *const sys_names[] = {
@@ -134,7 +135,7 @@ static void fill_stat(struct vf *v, const struct vmfs_stat *vs, struct stat *st)
 		pthread_mutex_lock(&v->mu);
 		if (n->dirty && n->gen == vs->gen)
 			st->st_mtim.tv_sec = st->st_ctim.tv_sec = n->dirty_time;
-		if (n->size_valid && n->gen == vs->gen && n->size > vs->size)
+		if (n->size_valid && n->gen == vs->gen)
 			st->st_size = (off_t)n->size;
 		pthread_mutex_unlock(&v->mu);
 	}
@@ -183,36 +184,39 @@ static void reply_entry(fuse_req_t req, struct vf *v, uint32_t addr)
 		vf_node_forget(v, addr, 1);   /* interrupted */
 }
 
-/* Record in the FD what the direct writes changed: a larger size (appends
- * inside allocated blocks) and the mtime.  Growing the size of a file whose
- * blocks up to that size are allocated moves no blocks, so this needs no
- * layout lock. */
-static int commit_pending(struct vf *v, struct vf_node *n)
+/* Record in the FD what the direct writes changed: the size (larger after
+ * appends inside allocated blocks; smaller than the FD's when blocks were
+ * preallocated ahead of sequential appends, which this trims) and the
+ * mtime.  The caller holds the layout lock exclusively (@held) or we take
+ * it: trimming frees blocks a direct write could otherwise be using. */
+static int commit_core(struct vf *v, struct vf_node *n)
 {
 	uint64_t size = 0;
-	bool grow = false;
+	bool resize = false;
 	uint32_t t;
 	int r;
 
 	pthread_mutex_lock(&v->mu);
-	if (n->size_valid && n->size > n->disk_size) {
-		grow = true;
+	if (n->size_valid && n->size != n->disk_size) {
+		resize = true;
 		size = n->size;
 	}
-	if (!grow && !n->dirty) {
+	if (!resize && !n->dirty) {
 		pthread_mutex_unlock(&v->mu);
 		return 0;
 	}
 	t = n->dirty_time;
 	n->dirty = false;
 	pthread_mutex_unlock(&v->mu);
-	if (grow) {
+	if (resize) {
 		r = vmfs_truncate(v->fs, n->addr, size);   /* also sets mtime */
 		pthread_mutex_lock(&v->mu);
-		if (!r && size > n->disk_size)
+		if (!r) {
 			n->disk_size = size;
-		if (r)
+			n->ext_valid = false;
+		} else {
 			n->dirty = true;
+		}
 		pthread_mutex_unlock(&v->mu);
 	} else {
 		r = vmfs_setattr(v->fs, n->addr, VMFS_SET_MTIME, 0, 0, 0, 0, t);
@@ -225,13 +229,31 @@ static int commit_pending(struct vf *v, struct vf_node *n)
 	return r;
 }
 
+static int commit_pending(struct vf *v, struct vf_node *n, bool held)
+{
+	bool any;
+	int r;
+
+	pthread_mutex_lock(&v->mu);
+	any = n->dirty || (n->size_valid && n->size != n->disk_size);
+	pthread_mutex_unlock(&v->mu);
+	if (!any)
+		return 0;
+	if (held)
+		return commit_core(v, n);
+	pthread_rwlock_wrlock(&n->layout);
+	r = commit_core(v, n);
+	pthread_rwlock_unlock(&n->layout);
+	return r;
+}
+
 /* At unmount: record what files still open have pending (the kernel sends
  * no release for them once the session is gone). */
 void vf_commit_all(struct vf *v)
 {
 	for (size_t i = 0; i < v->nbuckets; i++)
 		for (struct vf_node *n = v->buckets[i]; n; n = n->next)
-			commit_pending(v, n);
+			commit_pending(v, n, false);
 }
 
 /* Commit pending changes of @addr if this mount has any. */
@@ -239,7 +261,7 @@ static int commit_addr(struct vf *v, uint32_t addr)
 {
 	struct vf_node *n = vf_node_find(v, addr);
 
-	return n ? commit_pending(v, n) : 0;
+	return n ? commit_pending(v, n, false) : 0;
 }
 
 /* ---- lookup / forget / getattr / setattr ---------------------------------------------- */
@@ -310,7 +332,7 @@ static int set_size(struct vf *v, uint32_t addr, uint64_t size)
 
 	if (n)
 		pthread_rwlock_wrlock(&n->layout);
-	r = n ? commit_pending(v, n) : 0;
+	r = n ? commit_pending(v, n, true) : 0;
 	if (!r)
 		r = vmfs_truncate(v->fs, addr, size);
 	if (n) {
@@ -692,7 +714,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (n) {
 		if (w)
-			commit_pending(v, n);
+			commit_pending(v, n, false);
 		vf_node_close(v, n, w, &last_w, &last);
 		if (last) {
 			pthread_mutex_lock(&v->mu);
@@ -721,7 +743,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vf *v = VF(req);
 	struct vf_node *n = (fi->fh & FH_WRITE) ? vf_node_find(v, vf_addr(ino)) : NULL;
-	int r = n ? commit_pending(v, n) : 0;
+	int r = n ? commit_pending(v, n, false) : 0;
 
 	fuse_reply_err(req, -r);
 }
@@ -736,7 +758,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	if (!v->ro)
 		r = vmfs_bdev_flush(v->bd);
 	if (!r && n)
-		r = commit_pending(v, n);
+		r = commit_pending(v, n, false);
 	fuse_reply_err(req, -r);
 	(void)datasync, (void)fi;
 }
@@ -755,13 +777,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (n) {
-		bool pending;
+		bool valid, pending;
+		uint64_t lsize;
 
 		pthread_mutex_lock(&v->mu);
-		pending = n->size_valid && n->size > n->disk_size;
+		valid = n->size_valid;
+		lsize = n->size;
+		pending = valid && n->size > n->disk_size;
 		pthread_mutex_unlock(&v->mu);
 		if (pending)
-			r = commit_pending(v, n);   /* the fs reads up to the size on disk */
+			r = commit_pending(v, n, false);   /* the fs reads up to its size */
+		else if (valid)   /* blocks preallocated past our size read as EOF */
+			size = (uint64_t)off >= lsize ? 0 :
+			       (uint64_t)off + size > lsize ? lsize - (uint64_t)off : size;
 	}
 	if (!r)
 		r = vmfs_pread(v->fs, addr, buf, size, (uint64_t)off);
@@ -855,6 +883,42 @@ static int write_lv(struct vf *v, const char *buf, size_t size, uint64_t lv)
 	return vmfs_bdev_write(v->bd, b, end - a, a);
 }
 
+/* Sequential appends past the first MiB allocate VF_PREALLOC ahead in one
+ * transaction (zero-filled blocks, the FD's size covering them) instead of
+ * one transaction per block; our size stays what was written and the FD is
+ * trimmed back to it on flush/fsync/release.  A crash in between leaves at
+ * most VF_PREALLOC + 1 MiB of zeros at the end of the file.
+ * Holds the layout lock exclusively.  \return 1 done, 0 not applicable. */
+static int preallocate(struct vf *v, struct vf_node *n, uint64_t off, uint64_t end)
+{
+	uint64_t lsize, dsize, target;
+	bool valid;
+	int r;
+
+	pthread_mutex_lock(&v->mu);
+	valid = n->size_valid;
+	lsize = n->size;
+	dsize = n->disk_size;
+	pthread_mutex_unlock(&v->mu);
+	if (!valid || off < (1u << 20) || off < lsize || off > lsize + (1u << 20) ||
+	    end <= dsize || lsize < dsize)
+		return 0;
+	target = ((end + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1)) + VF_PREALLOC;
+	if (lsize > dsize) {
+		r = commit_core(v, n);   /* the fs must know the data already there */
+		if (r)
+			return 0;
+	}
+	r = vmfs_fallocate(v->fs, n->addr, dsize, target - dsize, 0);
+	if (r)
+		return 0;   /* e.g. ENOSPC: allocate exactly, through the fs */
+	pthread_mutex_lock(&v->mu);
+	n->disk_size = target;
+	n->ext_valid = false;
+	pthread_mutex_unlock(&v->mu);
+	return 1;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -906,7 +970,26 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		src = b;
 	}
 	pthread_rwlock_wrlock(&n->layout);
-	r = commit_pending(v, n);   /* the fs must see the size we have reached */
+	r = preallocate(v, n, (uint64_t)off, end);
+	if (r == 1) {
+		/* the blocks are there now: write in place */
+		r = direct_target(v, n, (uint64_t)off, size, &lv);
+		if (r == 1)
+			r = write_lv(v, buf, size, lv);
+		if (!r) {
+			pthread_mutex_lock(&v->mu);
+			n->dirty = true;
+			n->dirty_time = (uint32_t)time(NULL);
+			if (end > n->size)
+				n->size = end;
+			pthread_mutex_unlock(&v->mu);
+			pthread_rwlock_unlock(&n->layout);
+			r = (int64_t)size;
+			goto reply;
+		}
+	}
+	/* the fs must see the size we have reached (and no preallocation) */
+	r = commit_pending(v, n, true);
 	if (!r)
 		r = vmfs_pwrite(v->fs, addr, src, size, (uint64_t)off);
 	pthread_mutex_lock(&v->mu);
@@ -1002,7 +1085,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	}
 	if (n)
 		pthread_rwlock_wrlock(&n->layout);
-	r = n ? commit_pending(v, n) : 0;
+	r = n ? commit_pending(v, n, true) : 0;
 	if (!r)
 		r = vmfs_stat(v->fs, addr, &vs);
 	if (r)

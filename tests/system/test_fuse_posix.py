@@ -392,3 +392,26 @@ def test_read_only_mount(tmp_path):
         err(errno.EROFS, os.unlink, m.path("keep"))
         err(errno.EROFS, os.chmod, m.path("keep"), 0o600)
     vmfsck_clean(img)
+
+
+def test_sequential_appends_preallocate_and_trim(vol, d):
+    """Appends past the first MiB allocate ahead (one transaction per 8 MiB);
+    while the file is open its size is what was written, reads stop there,
+    and on close the FD is trimmed back: no block leaks."""
+    p = os.path.join(d, "seq")
+    free0 = os.statvfs(vol.mnt).f_bfree
+    chunk = os.urandom(256 * 1024 + 3)
+    with open(p, "wb") as f:
+        for i in range(13):
+            f.write(chunk)
+            f.flush()
+            assert os.fstat(f.fileno()).st_size == (i + 1) * len(chunk)
+            with open(p, "rb") as r:
+                assert len(r.read()) == (i + 1) * len(chunk)
+    size = 13 * len(chunk)
+    assert os.stat(p).st_size == size
+    assert open(p, "rb").read() == chunk * 13
+    used = free0 - os.statvfs(vol.mnt).f_bfree
+    assert used == (size + MIB - 1) // MIB, used
+    os.unlink(p)
+    assert os.statvfs(vol.mnt).f_bfree == free0
