@@ -8,10 +8,14 @@ for f in "$@"; do
 	corpus=tests/fuzz/corpus/$name
 	work=$(mktemp -d)
 	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
-	if "$f" -runs="$runs" -max_total_time=120 -rss_limit_mb=2048 -timeout=10 "$work" >"$work.log" 2>&1; then
-		pass=$((pass+1)); echo "fuzz $name: ok ($(grep -c . "$work.log") log lines)"
+	art=build/fuzz-artifacts/$name
+	mkdir -p "$art"
+	if "$f" -runs="$runs" -max_total_time=120 -rss_limit_mb=2048 -timeout=10 \
+		-artifact_prefix="$art/" "$work" >"$work.log" 2>&1; then
+		pass=$((pass+1))
+		echo "fuzz $name: ok ($(grep -o 'Done [0-9]* runs' "$work.log" || echo "$runs runs"))"
 	else
-		fail=$((fail+1)); echo "fuzz $name: FAILED"; tail -40 "$work.log"
+		fail=$((fail+1)); echo "fuzz $name: FAILED (input kept in $art)"; tail -40 "$work.log"
 	fi
 	rm -rf "$work" "$work.log"
 done
