@@ -1,9 +1,12 @@
 /*
  * One check pass: headers, resource cluster headers (bitmaps cached as bit
- * arrays), one streaming read of .fdc.sf with the block walk of every live
- * descriptor, the directory tree from the root, orphans, link counts, and
- * the comparison of every bitmap with what the files really use.  Problems
- * are printed as they are found; the repairs they call for are queued.
+ * arrays), one streaming read of .fdc.sf (skipping clusters a valid header
+ * says are all free) with the block walk of every live descriptor, the
+ * directory tree from the root, orphans, link counts, and the comparison of
+ * every bitmap with what the files really use.  Problems are printed as they
+ * are found; the repairs they call for are queued (fix.c applies them).
+ * Only when some item is used twice is .fdc.sf read a second time, to name
+ * every user.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,7 +36,7 @@ static void init_popcnt(void)
 /* A device error (not corrupt metadata): the check is incomplete, exit 8. */
 static int ioerr(struct ck *c, int e)
 {
-	if (e == -EIO || e == -ENXIO || e == -ENOMEM || e == -ENODEV || e == -ENOSPC)
+	if (e == -EIO || e == -ENXIO || e == -ENOMEM || e == -ENODEV)
 		c->io_error = true;
 	return e;
 }

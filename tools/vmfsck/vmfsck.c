@@ -66,17 +66,6 @@ void unfixable(struct ck *c, const char *fmt, ...)
 	c->unfixable++;
 }
 
-void note(struct ck *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!c->verbose)
-		return;
-	va_start(ap, fmt);
-	vout("", fmt, ap);
-	va_end(ap);
-}
-
 struct fix *add_fix(struct ck *c, int kind, const char *fmt, ...)
 {
 	va_list ap;

@@ -105,14 +105,12 @@ struct ck {
 	unsigned nfiles, ndirs;
 	uint64_t nused[VMFS_RES_COUNT];    /* items in use, per resource */
 	uint64_t ntbz;                    /* TBZ block pointers */
-	unsigned quiet_lost[VMFS_RES_COUNT];
 };
 
-/* report.c-style helpers (vmfsck.c) */
+/* reporting (vmfsck.c): one line per problem; add_fix queues a repair (NULL without -y) */
 void problem(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void unfixable(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct fix *add_fix(struct ck *c, int kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void note(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* check.c */
 int check_pass(struct ck *c);
