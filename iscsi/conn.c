@@ -92,11 +92,6 @@ static int tx_flush(struct conn *c)
 		off += (size_t)n;
 	}
 	c->tx_len = 0;
-	if (c->tx_cap > (32u << 20)) { /* give back what a huge read took */
-		free(c->tx);
-		c->tx = NULL;
-		c->tx_cap = 0;
-	}
 	return 0;
 }
 
@@ -994,6 +989,17 @@ void *conn_main(void *arg)
 				reap(c, true);
 				if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 					continue;
+			}
+		}
+		if (c->tx_cap > (2u << 20) && !c->inflight) {
+			/* idle for a second: give back what large reads made
+			 * the transmit buffer grow to */
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+			if (poll(&p, 1, 1000) == 0) {
+				free(c->tx);
+				c->tx = NULL;
+				c->tx_cap = 0;
 			}
 		}
 		n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
