@@ -309,6 +309,16 @@ static void *accept_main(void *arg)
 			if (fd < 0)
 				continue;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			/* a vanished initiator (its session may hold reservations)
+			 * is noticed within about a minute */
+			{
+				int idle = 30, intvl = 10, cnt = 3;
+
+				setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+				setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+				setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+				setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+			}
 			c = calloc(1, sizeof(*c));
 			if (!c) {
 				close(fd);

@@ -458,3 +458,25 @@ def test_digests_raw(target):
     s.sendall(bytes(bad))
     assert s.recv(100) == b""
     s.close()
+
+
+def test_many_luns_and_config_file(tmp_path):
+    t = Target(tmp_path, free_port())
+    iqn = "iqn.2024-01.org.openvmfs.test:many"
+    imgs = [sparse(tmp_path / f"l{i}.img", 1 << 20) for i in range(40)]
+    cfg = tmp_path / "vmfsd.conf"
+    cfg.write_text(f"iscsi = {t.portal}\n" +
+                   "".join(f"lun = {iqn},file:{p}\n" for p in imgs[:20]))
+    t.start(["--config", str(cfg)])
+    for p in imgs[20:]:
+        r = t.ctl("target", "add", f"{iqn},file:{p}")
+        assert r.returncode == 0, r.stderr
+    r = run(["iscsi-ls", "-i", INI, "-s", f"iscsi://{t.portal}"])
+    luns = [l for l in r.stdout.splitlines() if l.strip().startswith("Lun:")]
+    assert len(luns) == 40, r.stdout
+    r = run(["iscsi-readcapacity16", "-i", INI, t.url(iqn, 39)])
+    assert r.returncode == 0 and "Total size:1048576" in r.stdout
+    assert t.ctl("target", "remove", iqn, "39").returncode == 0
+    r = run(["iscsi-readcapacity16", "-i", INI, t.url(iqn, 39)])
+    assert r.returncode != 0
+    assert t.stop() == 0
