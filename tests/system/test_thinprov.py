@@ -392,3 +392,21 @@ def test_through_a_fuse_mount(tmp_path):
     for t in ("thin", "zeroedthick", "eagerzeroedthick"):
         _, s = tmap(img, f"/{t}.vmdk")
         assert s["type"] == t
+
+
+def test_disk_lock_held_by_another_host(tmp_path):
+    """--volume joins the cluster: a disk that a vmfs-fuse host has open for
+    writing is refused (its slot named); once closed, the change goes through
+    and the other host sees it."""
+    from test_fuse_helpers import Mount
+    img = mkvol(tmp_path)
+    mnt = tmp_path / "mnt"
+    vkt(img, "-c", "10m", "-d", "thin", "/a.vmdk")
+    with Mount(img, str(mnt)):
+        with open(mnt / "a-flat.vmdk", "r+b") as f:
+            f.write(b"x")
+            f.flush()
+            p = vkt(img, "-X", "20m", "/a.vmdk", check=False)
+            assert p.returncode == 1 and "is locked by the host in heartbeat slot" in p.stderr
+        vkt(img, "-X", "20m", "/a.vmdk")
+        assert os.stat(mnt / "a-flat.vmdk").st_size == 20 * MiB
