@@ -7,6 +7,8 @@
  *     KIND     tbz (zeroedthick disk) | thin
  *     PATH     fs (vmfs_pwrite: the filesystem's own first-write path)
  *              tp (thinprov_pwrite: allocate TBZ, write + flush, then the fs)
+ *              conv (thinprov_inflate: every hole / TBZ block of the disk
+ *                    zeroed in place, 4 MiB per step)
  *     JOURNAL  journal (commit hook = the per-host redo journal, as a host
  *              mount runs it) | none (single host without hooks)
  *     RUNS     number of cut points (I/O index x seed)
@@ -126,7 +128,7 @@ static const struct vmfs_fs_hooks jhooks = { .commit = h_commit, .committed = h_
 
 static uint64_t jnl_off;
 static const uint64_t jnl_len = MiB;
-static bool use_tp, use_journal, kind_tbz;
+static bool use_tp, use_conv, use_journal, kind_tbz;
 
 static int open_fs(struct vmfs_bdev *dev, struct vmfs_volume **vol, struct vmfs_fs **fs, bool hooks)
 {
@@ -209,6 +211,13 @@ static int workload(struct vmfs_fs *fs, uint32_t addr, uint64_t seed)
 		{ 15 * MiB + MiB - 512, 512 },  /* last sector */
 	};
 
+	if (use_conv) {
+		struct thinprov_opts o = { .chunk = 4 * MiB };
+		int e = thinprov_pwrite(fs, addr, "conv", 4, 3 * MiB, NULL) == 4 ? 0 : -EIO;
+		if (!e)
+			e = thinprov_inflate(fs, addr, &o);
+		return e ? e : vmfs_fs_sync(fs);
+	}
 	for (size_t i = 0; i < sizeof(buf); i++) {
 		x = x * 6364136223846793005ull + 1;
 		buf[i] = (uint8_t)(x >> 56) | 1;   /* never 0, never a stale marker run */
@@ -309,11 +318,12 @@ int main(int argc, char **argv)
 	int e;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: thinprov_crash tbz|thin fs|tp journal|none RUNS\n");
+		fprintf(stderr, "usage: thinprov_crash tbz|thin fs|tp|conv journal|none RUNS\n");
 		return 2;
 	}
 	kind_tbz = !strcmp(argv[1], "tbz");
 	use_tp = !strcmp(argv[2], "tp");
+	use_conv = !strcmp(argv[2], "conv");
 	use_journal = !strcmp(argv[3], "journal");
 	runs = strtoull(argv[4], NULL, 0);
 	e = setup();

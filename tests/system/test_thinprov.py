@@ -333,10 +333,13 @@ CRASH_RUNS = int(os.environ.get("VMFS_CRASH_RUNS", "100"))
 
 
 @pytest.mark.parametrize("kind", ["tbz", "thin"])
-@pytest.mark.parametrize("journal", ["journal", "none"])
-def test_power_cut_first_writes_thinprov_path(kind, journal):
-    runs = CRASH_RUNS if journal == "journal" else max(CRASH_RUNS // 2, 20)
-    p = run([prog_path("thinprov_crash"), kind, "tp", journal, runs], check=False, timeout=300)
+@pytest.mark.parametrize("path,journal", [("tp", "journal"), ("tp", "none"), ("conv", "journal")])
+def test_power_cut_first_writes_thinprov_path(kind, path, journal):
+    """tp: first writes through thinprov_pwrite; conv: inflate/eager-zero of the
+    whole disk.  100 cut points per configuration with the journal (the host
+    configuration), 50 without."""
+    runs = CRASH_RUNS if (path, journal) == ("tp", "journal") else max(CRASH_RUNS // 2, 20)
+    p = run([prog_path("thinprov_crash"), kind, path, journal, runs], check=False, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert f"runs={runs} exposed=0" in p.stdout
 
