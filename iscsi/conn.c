@@ -216,7 +216,7 @@ static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	if (!j)
 		return false;
 	if (owned) {
-		j->buf = owned;
+		j->buf = owned;          /* already counted in c->buffered */
 	} else if (out_len) {
 		j->buf = malloc(out_len);
 		if (!j->buf) {
@@ -224,7 +224,9 @@ static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 			return false;
 		}
 		memcpy(j->buf, out, out_len);
+		c->buffered += out_len;
 	}
+	j->buflen = j->buf ? out_len : 0;
 	memcpy(j->cdb, cdb, cdb_len);
 	j->c = c;
 	j->itt = itt;
@@ -280,6 +282,7 @@ static void reap(struct conn *c, bool send)
 		if (send)
 			send_scsi_rsp(c, rev->itt, &rev->t, rev->wedtl, rev->t.xfer_len,
 				      rev->t.residual_set, 0);
+		c->buffered -= rev->buflen;
 		free(rev->buf);
 		free(rev);
 		c->inflight--;
@@ -476,6 +479,8 @@ oom:
 
 static void wtask_free(struct conn *c, int i)
 {
+	if (c->wt[i]->buf)
+		c->buffered -= c->wt[i]->edtl;
 	free(c->wt[i]->buf);
 	free(c->wt[i]);
 	c->wt[i] = c->wt[--c->nwt];
@@ -527,7 +532,7 @@ static void wtask_done(struct conn *c, int i)
 	c->cur_attr = w->attr;
 	if (execute_owned(c, w->itt, lunf, w->cdb, w->cdb_len, w->read_too, w->read_edtl, w->buf,
 			  w->edtl, true, w->edtl, w->buf))
-		w->buf = NULL; /* the job owns it now */
+		w->buf = NULL; /* the job owns it (and its count in c->buffered) now */
 	wtask_free(c, i);
 }
 
@@ -686,12 +691,21 @@ bad_ahs:
 		send_reject(c, h, REJ_TASK_IN_PROG);
 		return 0;
 	}
+	if (c->buffered + edtl > MAX_BUFFERED) {
+		/* An initiator may not pin unbounded memory with writes whose
+		 * data it never sends: TASK SET FULL, it retries later. */
+		struct scsi_task t = { .status = SAM_TASK_SET_FULL };
+
+		send_scsi_rsp(c, itt, &t, edtl, 0, false, 0);
+		return 0;
+	}
 	struct wtask *w = calloc(1, sizeof(*w));
 
 	if (!w || !(w->buf = malloc(edtl))) {
 		free(w);
 		return -ENOMEM;
 	}
+	c->buffered += edtl;
 	w->itt = itt;
 	w->lun_raw = get_be64(h + 8);
 	memcpy(w->cdb, cdb, cdb_len);
@@ -733,7 +747,8 @@ static int nop_out(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 	put_be32(r + 20, 0xffffffffu);
 	put_be32(r + 24, c->stat_sn++);
 	fill_sn(c, r);
-	return tx_pdu(c, r, data, dsl);
+	/* echo the ping data, no more than the initiator accepts */
+	return tx_pdu(c, r, data, dsl < c->mrdsl_out ? dsl : c->mrdsl_out);
 }
 
 static void abort_wtasks(struct conn *c, int lun)

@@ -18,6 +18,7 @@
 #define MAX_WTASKS 256
 #define MAX_EDTL (16u << 20)         /* largest write we buffer */
 #define MAX_DATAIN (16u << 20)       /* largest data-in we lay out */
+#define MAX_BUFFERED (64ull << 20)   /* write data held per connection */
 #define MAX_R2T_LIMIT 16
 
 struct lun_slot {
@@ -71,6 +72,7 @@ struct job {
 	struct scsi_task t;
 	uint8_t cdb[260];
 	uint8_t *buf;                /* data-out, owned */
+	uint32_t buflen;             /* counted in conn->buffered */
 	uint32_t itt, wedtl;
 };
 
@@ -132,6 +134,7 @@ struct conn {
 	int inflight;
 	uint8_t cur_attr;            /* task attribute of the command at hand */
 	bool more_pending;           /* more PDUs already received behind it */
+	uint64_t buffered;           /* write data held for this connection */
 };
 
 struct iscsi_srv {

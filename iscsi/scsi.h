@@ -20,6 +20,7 @@
 #define SAM_CONDITION_MET    0x04
 #define SAM_BUSY             0x08
 #define SAM_RESERVATION_CONFLICT 0x18
+#define SAM_TASK_SET_FULL    0x28
 #define SAM_TASK_ABORTED     0x40
 
 /* Sense keys. */

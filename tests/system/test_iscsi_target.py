@@ -360,6 +360,21 @@ def test_hostile_pdus(target):
     s.sendall(bytes(bad) + b"\x00\x40\x01\x00")
     rh, rd = recv_pdu(s)
     assert rh[0] & 0x3f == 0x3f
+    # writes whose data never comes may not pin unbounded memory: after
+    # 64 MiB of announced write data the target answers TASK SET FULL
+    sn = 2
+    for i in range(5):
+        w = bytearray(bhs(0x01, 0xa1, itt=100 + i))
+        w[20:24] = struct.pack(">I", 16 << 20)
+        w[24:28] = struct.pack(">I", sn)
+        sn += 1
+        w[32:42] = bytes([0x2a, 0, 0, 0, 0, 0, 0x80, 0, 0, 0])   # WRITE(10), 32768 blocks
+        s.sendall(bytes(w))
+        rh, rd = recv_pdu(s)
+        if i < 4:
+            assert rh[0] & 0x3f == 0x31, rh[:4]                   # R2T
+        else:
+            assert rh[0] & 0x3f == 0x21 and rh[3] == 0x28          # TASK SET FULL
     # Data-Out for a task that does not exist is ignored; then a header
     # claiming 16 MiB of data kills this connection only
     s.sendall(bhs(0x05, 0x80, dsl=0, itt=0x1234))
