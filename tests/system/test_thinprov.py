@@ -35,7 +35,7 @@ def util(vol, *cmd, check=True):
 
 
 def util_bytes(vol, *cmd):
-    p = subprocess.run([prog_path("vmfs_util"), "-r", str(vol), "--", *map(str, cmd)],
+    p = subprocess.run([prog_path("vmfs_util"), "-r", *str(vol).split(","), "--", *map(str, cmd)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert p.returncode == 0, p.stderr
     return p.stdout
@@ -413,3 +413,22 @@ def test_disk_lock_held_by_another_host(tmp_path):
             assert p.returncode == 1 and "is locked by the host in heartbeat slot" in p.stderr
         vkt(img, "-X", "20m", "/a.vmdk")
         assert os.stat(mnt / "a-flat.vmdk").st_size == 20 * MiB
+
+
+def test_spanned_volume_reclaim_reaches_every_extent(tmp_path):
+    a, b = tmp_path / "e0.img", tmp_path / "e1.img"
+    run([bin_path("mkvmfs"), "-q", "-S", "300M", a, b])
+    vol = f"{a},{b}"
+    out = vkt(vol, "-P").stdout
+    assert "spanning 2 partitions" in out and f"\t{a}\n\t{b}\n" in out
+    vkt(vol, "-c", "400m", "-d", "eagerzeroedthick", "/big.vmdk")
+    used = [os.stat(p).st_blocks for p in (a, b)]
+    assert all(u * 512 > 100 * MiB for u in used)
+    vkt(vol, "-X", "420m", "/big.vmdk")
+    desc = util_bytes(vol, "cat", "/big.vmdk").decode()
+    assert 'RW 860160 VMFS "big-flat.vmdk"' in desc and 'ddb.geometry.cylinders = "53"' in desc
+    _, s = tmap(vol, "/big.vmdk")
+    assert s["type"] == "eagerzeroedthick" and s["written"] == 420 * MiB
+    vkt(vol, "-U", "/big.vmdk")
+    for p, u in zip((a, b), used):
+        assert (u - os.stat(p).st_blocks) * 512 > 100 * MiB

@@ -479,8 +479,21 @@ static char *desc_update(const char *text, uint64_t sectors, const char *flat, i
 			if (type_thin != 0)
 				memcpy(o, p, l), o += l, *o = 0;
 		} else if (!strncmp(p, "ddb.geometry.cylinders", 22) && sectors) {
-			/* keep as is: heads/sectors unchanged; cylinders recomputed below */
-			memcpy(o, p, l), o += l, *o = 0;
+			/* heads and sectors per track stay; cylinders follow the size */
+			unsigned heads = 0, spt = 0;
+			const char *hp = strstr(text, "ddb.geometry.heads = \""), *sp = strstr(text, "ddb.geometry.sectors = \"");
+			if (hp)
+				sscanf(hp, "ddb.geometry.heads = \"%u\"", &heads);
+			if (sp)
+				sscanf(sp, "ddb.geometry.sectors = \"%u\"", &spt);
+			if (heads && spt) {
+				uint64_t cyl = sectors / ((uint64_t)heads * spt);
+				o += sprintf(o, "ddb.geometry.cylinders = \"%" PRIu64 "\"\n", cyl > 65535 ? 65535 : cyl);
+			} else {
+				memcpy(o, p, l);
+				o += l;
+				*o = 0;
+			}
 		} else {
 			memcpy(o, p, l);
 			o += l;
@@ -1087,7 +1100,12 @@ static int cmd_info(const char *path)
 		       a, u.capacity / i->block_size, i->block_size, b, u.free / i->block_size,
 		       (uint64_t)VMFS_MAX_FILE_SIZE);
 		printf("UUID: %.35s\n", i->uuid_str);
-		printf("Partitions spanned (on \"lvm\"):\n\t%s\n", g.volume);
+		printf("Partitions spanned (on \"lvm\"):\n");
+		for (const char *v = g.volume; *v;) {
+			size_t l = strcspn(v, ",");
+			printf("\t%.*s\n", (int)l, v);
+			v += l + (v[l] == ',');
+		}
 		human(u.provisioned, c, sizeof(c));
 		human(u.allocated, d1, sizeof(d1));
 		human(u.written, e1, sizeof(e1));
