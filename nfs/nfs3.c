@@ -1126,7 +1126,7 @@ static int p_readdir(struct req *q, struct xdr_in *x, struct xdr_out *o, bool pl
 	uint64_t cookie, verf = 0, cverf = 0;
 	uint32_t dir = 0, dircount = 0, maxcount;
 	struct walk w = { .q = q };
-	size_t used, dused = 0;
+	size_t used;
 	int status, r;
 
 	if (!decode_fh(x, &fh))
@@ -1227,7 +1227,6 @@ static int p_readdir(struct req *q, struct xdr_in *x, struct xdr_out *o, bool pl
 			xout_u64(o, d->cookie);
 		}
 		used += o->len - mark;
-		dused += esz;
 	}
 	if (i == 0 && w.n) {
 		o->len = start;
