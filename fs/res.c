@@ -483,7 +483,7 @@ int vmfs_res_get_info(struct vmfs_fs *fs, int kind, struct vmfs_res_info *ri)
 int vmfs_res_read_cluster(struct vmfs_fs *fs, int kind, uint32_t idx, struct vmfs_cluster *c,
 			  uint64_t *lv_off)
 {
-	uint64_t lv;
+	uint64_t lv = 0;
 	int e;
 
 	if (kind < 0 || kind >= VMFS_RES_COUNT || !c)
