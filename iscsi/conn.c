@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -967,6 +968,7 @@ void *conn_main(void *arg)
 {
 	struct conn *c = arg;
 	struct iscsi_srv *s = c->srv;
+	struct timespec login_start, now;
 	bool was_ffp = false;
 
 	c->rx = malloc(RX_CAP);
@@ -979,6 +981,7 @@ void *conn_main(void *arg)
 	c->immediate_data = true;
 	c->next_ttt = 1;
 	set_rcv_timeout(c->fd, 15); /* a login must not hang forever */
+	clock_gettime(CLOCK_MONOTONIC, &login_start);
 	if (!c->rx)
 		goto out;
 	for (;;) {
@@ -991,6 +994,12 @@ void *conn_main(void *arg)
 		}
 		if (tx_flush(c) || r || c->closing)
 			break;
+		if (!c->ffp) {
+			/* trickling a login byte by byte does not keep a thread */
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - login_start.tv_sec > LOGIN_DEADLINE_S)
+				break;
+		}
 		if (c->inflight) {
 			struct pollfd p[2] = { { .fd = c->fd, .events = POLLIN },
 					       { .fd = c->efd, .events = POLLIN } };

@@ -20,6 +20,8 @@
 #define MAX_DATAIN (16u << 20)       /* largest data-in we lay out */
 #define MAX_BUFFERED (64ull << 20)   /* write data held per connection */
 #define MAX_R2T_LIMIT 16
+#define ISCSI_MAX_CONNS 512
+#define LOGIN_DEADLINE_S 30          /* a login must finish within this */
 
 struct lun_slot {
 	struct scsi_lun sl;

@@ -308,6 +308,14 @@ static void *accept_main(void *arg)
 			fd = accept4(s->lfd[evs[i].data.u32], (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 			if (fd < 0)
 				continue;
+			pthread_mutex_lock(&s->lock);
+			bool full = s->nconns >= ISCSI_MAX_CONNS;
+
+			pthread_mutex_unlock(&s->lock);
+			if (full) {
+				close(fd); /* each connection costs a thread and buffers */
+				continue;
+			}
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			/* a vanished initiator (its session may hold reservations)
 			 * is noticed within about a minute */
