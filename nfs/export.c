@@ -175,9 +175,13 @@ int nfs_export_parse(const char *spec, struct nfs_export *e, char *err, size_t e
 		snprintf(e->rel, sizeof(e->rel), "%s", e->path);
 	}
 	e->id = fnv1a(e->path);
-	snprintf(e->spec, sizeof(e->spec), "%s%s%s%s%s%s", e->path,
-		 e->nclients ? ",clients=" : "", clients, e->ro ? ",ro" : "",
-		 e->root_squash ? ",root_squash" : "", e->all_squash ? ",all_squash" : "");
+	if (snprintf(e->spec, sizeof(e->spec), "%s%s%s%s%s%s", e->path,
+		     e->nclients ? ",clients=" : "", clients, e->ro ? ",ro" : "",
+		     e->root_squash ? ",root_squash" : "",
+		     e->all_squash ? ",all_squash" : "") >= (int)sizeof(e->spec)) {
+		snprintf(err, errlen, "export specification too long");
+		goto out;
+	}
 	if (e->anonuid != 65534 || e->anongid != 65534) {
 		size_t l = strlen(e->spec);
 
