@@ -61,7 +61,7 @@ $(BUILD)/obj/%.o: %.c
 
 $(ASAN_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -O1 -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
 LIB_OBJS      := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 ASAN_LIB_OBJS := $(patsubst %.c,$(ASAN_BUILD)/obj/%.o,$(LIB_SRCS))
