@@ -42,6 +42,8 @@ struct vmfs_hb {
 	pthread_cond_t cv;
 	int slot;
 	uint64_t gen;
+	int lost_slot;               /* slot we lost, until its reclaimer is done */
+	uint64_t lost_gen;
 	uint64_t last_stamp;
 	uint8_t last[512];           /* own slot as we last wrote it */
 	bool stop, threads;
@@ -232,6 +234,7 @@ int vmfs_hb_create(struct vmfs_bdev *bd, const struct vmfs_hb_opts *o, struct vm
 		memcpy(hb->uuid, hb->o.uuid, 16);
 	hb->bd = bd;
 	hb->slot = -1;
+	hb->lost_slot = -1;
 	hb->t0 = vmfs_now_us();
 	pthread_mutex_init(&hb->mu, NULL);
 	pthread_mutex_init(&hb->renew_mu, NULL);
@@ -433,6 +436,8 @@ static void lost(struct vmfs_hb *hb, const uint8_t *cur)
 	slot = hb->slot;
 	gen = hb->gen;
 	hb->slot = -1;
+	hb->lost_slot = slot;
+	hb->lost_gen = gen;
 	atomic_store(&hb->deadline, 0);
 	atomic_fetch_add(&hb->epoch, 1);
 	pthread_cond_broadcast(&hb->cv);
@@ -521,8 +526,19 @@ static void *renew_main(void *arg)
 
 		next = start + hb->to.hb_interval_us;
 		if (vmfs_hb_slot(hb) < 0) {
+			struct vmfs_hb_host old;
+
 			if (hb->o.no_rejoin)
 				continue;
+			/* Rejoin only once the reclaimer is done with our old slot
+			 * (it replayed our journal and freed the slot): then the
+			 * owner may reopen its journal without racing that replay. */
+			if (hb->lost_slot >= 0) {
+				if (vmfs_hb_peek(hb, (unsigned)hb->lost_slot, &old) != 0 ||
+				    (old.rec.magic == VMFS_HB_MAGIC_LIVE && old.rec.seq == hb->lost_gen))
+					continue;
+				hb->lost_slot = -1;
+			}
 			r = do_join(hb);
 			if (r == 0) {
 				vmfs_hb_log(hb, "rejoined as slot %d gen %llu", vmfs_hb_slot(hb),

@@ -163,7 +163,9 @@ enum vmfs_hb_event {
 	VMFS_HB_EV_FENCED = 1,    /* renewal overdue: I/O stopped */
 	VMFS_HB_EV_UNFENCED,      /* renewed in time after all: I/O resumed */
 	VMFS_HB_EV_LOST,          /* slot taken by a reclaimer: every lock is gone */
-	VMFS_HB_EV_REJOINED,      /* joined again as a new generation */
+	VMFS_HB_EV_REJOINED,      /* joined again as a new generation, after the
+				   * reclaimer freed our old slot (our journal is
+				   * replayed: reopen it now) */
 };
 
 struct vmfs_hb_opts {

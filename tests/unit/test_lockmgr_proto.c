@@ -26,7 +26,7 @@ struct host {
 	struct vmfs_bdev *file, *guard, *top;
 	struct vmfs_hb *hb;
 	int events[8];
-	uint64_t fenced_at, lost_at;
+	uint64_t fenced_at, lost_at, rejoined_at;
 };
 
 #define EVN(h, e) __atomic_load_n(&(h).events[e], __ATOMIC_SEQ_CST)
@@ -42,6 +42,8 @@ static void on_event(void *arg, enum vmfs_hb_event ev, unsigned slot, uint64_t g
 		__atomic_store_n(&h->fenced_at, vmfs_now_us(), __ATOMIC_SEQ_CST);
 	if (ev == VMFS_HB_EV_LOST)
 		__atomic_store_n(&h->lost_at, vmfs_now_us(), __ATOMIC_SEQ_CST);
+	if (ev == VMFS_HB_EV_REJOINED)
+		__atomic_store_n(&h->rejoined_at, vmfs_now_us(), __ATOMIC_SEQ_CST);
 }
 
 static void host_open(struct host *h, bool no_rejoin)
@@ -661,6 +663,71 @@ static void test_guard_opts(void **st)
 	vmfs_bdev_close(bd);
 }
 
+static uint64_t replay_end;
+
+static int slow_replay2(void *arg, const struct vmfs_hb_slot *dead)
+{
+	(void)arg;
+	(void)dead;
+	msleep(600);
+	__atomic_store_n(&replay_end, vmfs_now_us(), __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+struct rarg2 { struct host *h; unsigned slot; int r; };
+
+static void *reclaim_thread2(void *p)
+{
+	struct rarg2 *a = p;
+
+	a->r = vmfs_hb_reclaim(a->h->hb, a->slot, slow_replay2, NULL);
+	return NULL;
+}
+
+/* A host that finds its slot taken while the reclaimer is still replaying its
+ * journal rejoins only after the reclaimer freed the old slot. */
+static void test_rejoin_waits_for_replay(void **st)
+{
+	struct host a, b;
+	struct vmfs_hb_host hh;
+	struct rarg2 ra;
+	pthread_t t;
+	int a_slot;
+
+	(void)st;
+	host_join(&a, false);
+	host_join(&b, false);
+	a_slot = vmfs_hb_slot(a.hb);
+	vmfs_fault_stall(a.top, 400);
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(vmfs_hb_peek(b.hb, (unsigned)a_slot, &hh), 0);
+		if (hh.state == VMFS_HOST_DEAD)
+			break;
+		msleep(10);
+	}
+	assert_int_equal(hh.state, VMFS_HOST_DEAD);
+	ra = (struct rarg2){ &b, (unsigned)a_slot, 1 };
+	pthread_create(&t, NULL, reclaim_thread2, &ra);
+	for (int i = 0; i < 100; i++) {        /* B's claim is on disk */
+		assert_int_equal(vmfs_hb_peek(b.hb, (unsigned)a_slot, &hh), 0);
+		if (hh.state == VMFS_HOST_REPLAYING)
+			break;
+		msleep(5);
+	}
+	assert_int_equal(hh.state, VMFS_HOST_REPLAYING);
+	vmfs_fault_stall(a.top, 0);            /* A comes back during the replay */
+	pthread_join(t, NULL);
+	assert_int_equal(ra.r, 0);
+	for (int i = 0; i < 300 && !EVN(a, VMFS_HB_EV_REJOINED); i++)
+		msleep(10);
+	assert_int_equal(EVN(a, VMFS_HB_EV_LOST), 1);
+	assert_int_equal(EVN(a, VMFS_HB_EV_REJOINED), 1);
+	assert_true(__atomic_load_n(&a.lost_at, __ATOMIC_SEQ_CST) < __atomic_load_n(&replay_end, __ATOMIC_SEQ_CST));
+	assert_true(__atomic_load_n(&a.rejoined_at, __ATOMIC_SEQ_CST) > __atomic_load_n(&replay_end, __ATOMIC_SEQ_CST));
+	host_close(&a);
+	host_close(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -673,6 +740,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reclaim_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_own, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guard_opts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rejoin_waits_for_replay, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
