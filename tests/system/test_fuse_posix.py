@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from test_fuse_helpers import (Mount, mkvol, vmfsck_clean, fallocate, renameat2,
+from conftest import bin_path
+from test_fuse_helpers import (Mount, mkvol, vmfsck_clean, fallocate, renameat2, is_mounted,
                                FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
                                FALLOC_FL_ZERO_RANGE, RENAME_NOREPLACE, RENAME_EXCHANGE)
 
@@ -415,3 +416,45 @@ def test_sequential_appends_preallocate_and_trim(vol, d):
     assert used == (size + MIB - 1) // MIB, used
     os.unlink(p)
     assert os.statvfs(vol.mnt).f_bfree == free0
+
+
+def test_command_line(tmp_path):
+    exe = bin_path("vmfs-fuse")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "io_timeout=MS" in r.stdout
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "OpenVMFS" in r.stdout
+    r = subprocess.run([exe], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "DEVICE and MOUNTPOINT" in r.stderr
+    r = subprocess.run([exe, "-o", "io_timeout=x", "a", "b"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 2 and "bad io_timeout" in r.stderr
+    os.mkdir(tmp_path / "m")
+    r = subprocess.run([exe, str(tmp_path / "missing.img"), str(tmp_path / "m")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "cannot mount" in r.stderr
+    # background mode: the parent returns once mounted, the daemon keeps serving
+    img = mkvol(tmp_path / "bg.img", "1G")
+    r = subprocess.run([exe, "-o", "io_timeout=250", str(img), str(tmp_path / "m")],
+                       capture_output=True, text=True, timeout=30)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(tmp_path / "m")
+        with open(tmp_path / "m" / "bg.txt", "w") as f:
+            f.write("background")
+    finally:
+        subprocess.run(["fusermount3", "-u", str(tmp_path / "m")], capture_output=True,
+                       timeout=10)
+        deadline = time.time() + 10
+        while is_mounted(tmp_path / "m") and time.time() < deadline:
+            time.sleep(0.05)
+        if is_mounted(tmp_path / "m"):
+            subprocess.run(["fusermount3", "-uz", str(tmp_path / "m")], timeout=10)
+    # the detached daemon exits after the unmount
+    deadline = time.time() + 15
+    while subprocess.run(["pgrep", "-f", f"vmfs-fuse -o io_timeout=250 {img}"],
+                         capture_output=True).returncode == 0:
+        assert time.time() < deadline, "background vmfs-fuse did not exit"
+        time.sleep(0.1)
+    with Mount(img, tmp_path / "m") as m:
+        assert open(m.path("bg.txt")).read() == "background"
