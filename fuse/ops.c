@@ -429,6 +429,30 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		reply_entry(req, v, a);
 }
 
+/* VMFS stores regular files, directories and symlinks only: device nodes,
+ * FIFOs and sockets cannot be created (EPERM, as on vfat). */
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct vf *v = VF(req);
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	uint32_t dir = vf_addr(parent), a;
+	int r = check_name(name);
+
+	if (!r && v->ro)
+		r = -EROFS;
+	if (!r && !S_ISREG(mode))
+		r = -EPERM;
+	if (!r && vf_is_sysname(dir, name))
+		r = -EEXIST;
+	if (!r)
+		r = vmfs_create(v->fs, dir, name, mode & 07777, c->uid, c->gid, &a);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(req, v, a);
+	(void)rdev;
+}
+
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct vf *v = VF(req);
@@ -1392,6 +1416,7 @@ const struct fuse_lowlevel_ops vf_ops = {
 	.getattr = op_getattr,
 	.setattr = op_setattr,
 	.readlink = op_readlink,
+	.mknod = op_mknod,
 	.mkdir = op_mkdir,
 	.unlink = op_unlink,
 	.rmdir = op_rmdir,

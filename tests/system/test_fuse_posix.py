@@ -104,6 +104,13 @@ def test_create_excl_and_errors(d):
     err(errno.ENOENT, os.rmdir, os.path.join(d, "dir"))
 
 
+def test_special_files_refused(d):
+    err(errno.EPERM, os.mkfifo, os.path.join(d, "fifo"))
+    err(errno.EPERM, os.mknod, os.path.join(d, "null"), 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(os.path.join(d, "reg"), 0o640 | stat.S_IFREG)
+    assert stat.S_ISREG(os.stat(os.path.join(d, "reg")).st_mode)
+
+
 def test_name_limits(d):
     ok = "n" * 127
     open(os.path.join(d, ok), "w").close()
