@@ -232,6 +232,7 @@ static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	j->c = c;
 	j->itt = itt;
 	j->wedtl = wedtl;
+	j->r2ts = c->cur_r2ts;     /* ExpDataSN of the response */
 	j->t.cdb = j->cdb;
 	j->t.cdb_len = cdb_len;
 	j->t.nexus = &c->nexus;
@@ -282,7 +283,7 @@ static void reap(struct conn *c, bool send)
 
 		if (send)
 			send_scsi_rsp(c, rev->itt, &rev->t, rev->wedtl, rev->t.xfer_len,
-				      rev->t.residual_set, 0);
+				      rev->t.residual_set, rev->r2ts);
 		c->buffered -= rev->buflen;
 		free(rev->buf);
 		free(rev);
@@ -461,7 +462,8 @@ static void execute_inline(struct conn *c, uint32_t itt, const uint8_t *lunf, co
 		send_scsi_rsp(c, itt, &t, edtl, t.status == SAM_GOOD ? t.in_len : edtl,
 			      t.status == SAM_GOOD, datasn);
 	} else {
-		send_scsi_rsp(c, itt, &t, wr ? wedtl : edtl, t.xfer_len, t.residual_set, datasn);
+		send_scsi_rsp(c, itt, &t, wr ? wedtl : edtl, t.xfer_len, t.residual_set,
+			      datasn + (wr ? c->cur_r2ts : 0));
 	}
 done:
 	if (iov != stackv)
@@ -531,6 +533,7 @@ static void wtask_done(struct conn *c, int i)
 
 	put_be64(lunf, w->lun_raw);
 	c->cur_attr = w->attr;
+	c->cur_r2ts = w->r2tsn;
 	if (execute_owned(c, w->itt, lunf, w->cdb, w->cdb_len, w->read_too, w->read_edtl, w->buf,
 			  w->edtl, true, w->edtl, w->buf))
 		w->buf = NULL; /* the job owns it (and its count in c->buffered) now */
@@ -667,6 +670,7 @@ bad_ahs:
 	if (!check_cmdsn(c, h))
 		return 0;
 	c->cur_attr = h[1] & 7;
+	c->cur_r2ts = 0;
 	if (dsl && (!wr || !c->immediate_data || dsl > edtl || dsl > c->first_burst)) {
 		send_reject(c, h, REJ_PROTOCOL);
 		return 0;

@@ -75,6 +75,7 @@ struct job {
 	uint8_t cdb[260];
 	uint8_t *buf;                /* data-out, owned */
 	uint32_t buflen;             /* counted in conn->buffered */
+	uint32_t r2ts;               /* R2Ts sent for it: ExpDataSN */
 	uint32_t itt, wedtl;
 };
 
@@ -136,6 +137,7 @@ struct conn {
 	int inflight;
 	uint8_t cur_attr;            /* task attribute of the command at hand */
 	bool more_pending;           /* more PDUs already received behind it */
+	uint32_t cur_r2ts;           /* R2Ts sent for the command at hand */
 	uint64_t buffered;           /* write data held for this connection */
 };
 
