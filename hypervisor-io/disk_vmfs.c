@@ -1,0 +1,308 @@
+/*
+ * vhost_disk over a file of a mounted datastore.
+ *
+ * Where each byte lives comes from the file layer's extent map (vmfs_map;
+ * vmfs_map_write allocates holes as zeroed blocks and zero-fills TBZ blocks
+ * in one transaction before returning the extent).  The data then goes
+ * straight between guest memory and the LV device at that offset: the LV
+ * splits by extent and passes each extent's fencing guard, so a host that
+ * lost its heartbeat stops writing here too.  (The extent's raw file
+ * descriptor would allow libaio, but would bypass that guard; the async
+ * queue of a stacked device runs synchronously in the submitting thread, so
+ * parallelism comes from the backend's worker threads instead.)
+ *
+ * The caller holds the file exclusively (cluster lock), so nobody else
+ * changes its block map: the LV offset of every allocated file block is
+ * cached after the first lookup, and only this disk's own calls change it.
+ * Allocation and map lookups are serialised by one mutex per disk.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmfs/vhost.h"
+
+#define ZBUF (1u << 20)
+
+struct vdisk {
+	struct vhost_disk d;
+	struct vmfs_fs *fs;
+	struct vmfs_bdev *lv;
+	uint32_t addr;
+	uint64_t bs;              /* file block size */
+	uint64_t nblocks;
+	uint64_t *cache;          /* LV offset + 1 of each allocated block, 0 unknown */
+	pthread_mutex_t meta;
+	uint8_t *zero;
+};
+
+static int iov_sub(const struct iovec *iov, int n, uint64_t skip, uint64_t len, struct iovec *out)
+{
+	int k = 0;
+
+	for (int i = 0; i < n && len; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		uint64_t take = iov[i].iov_len - skip < len ? iov[i].iov_len - skip : len;
+
+		out[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		out[k].iov_len = take;
+		k++;
+		len -= take;
+		skip = 0;
+	}
+	return len ? -EINVAL : k;
+}
+
+static void cache_fill(struct vdisk *v, const struct vmfs_extent *e)
+{
+	if (e->state != VMFS_EXT_ALLOCATED)
+		return;
+	uint64_t b0 = (e->file_off + v->bs - 1) / v->bs, end = e->file_off + e->len;
+
+	for (uint64_t b = b0; b < v->nblocks && (b + 1) * v->bs <= end; b++)
+		__atomic_store_n(&v->cache[b], e->lv_off + (b * v->bs - e->file_off) + 1,
+				 __ATOMIC_RELEASE);
+}
+
+/* The extent holding @p, from the cache or the file layer. */
+static int lookup(struct vdisk *v, uint64_t p, uint64_t max, bool wr, struct vmfs_extent *e)
+{
+	uint64_t b = p / v->bs;
+	uint64_t c = b < v->nblocks ? __atomic_load_n(&v->cache[b], __ATOMIC_ACQUIRE) : 0;
+	int r;
+
+	if (c) {
+		e->file_off = b * v->bs;
+		e->len = v->bs;
+		e->lv_off = c - 1;
+		e->state = VMFS_EXT_ALLOCATED;
+		return 0;
+	}
+	pthread_mutex_lock(&v->meta);
+	r = wr ? vmfs_map_write(v->fs, v->addr, p, max, e) : vmfs_map(v->fs, v->addr, p, max, e);
+	if (!r)
+		cache_fill(v, e);
+	pthread_mutex_unlock(&v->meta);
+	if (!r && (e->file_off > p || e->file_off + e->len <= p))
+		r = -EIO;   /* the file layer answered for another offset */
+	return r;
+}
+
+static int v_rw(struct vhost_disk *d, const struct iovec *iov, int n, uint64_t off, bool wr)
+{
+	struct vdisk *v = d->priv;
+	uint64_t total = 0, done = 0;
+	struct iovec sub[260];
+	int r = 0;
+
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (n > 260)
+		return -EINVAL;
+	while (done < total) {
+		uint64_t p = off + done, rest = total - done;
+		struct vmfs_extent e;
+
+		r = lookup(v, p, rest, wr, &e);
+		if (r == -ENXIO && !wr) {   /* past EOF: zeros */
+			e.file_off = p;
+			e.len = rest;
+			e.state = VMFS_EXT_HOLE;
+			r = 0;
+		}
+		if (r)
+			break;
+		uint64_t chunk = e.file_off + e.len - p < rest ? e.file_off + e.len - p : rest;
+		int k = iov_sub(iov, n, done, chunk, sub);
+
+		if (k < 0) {
+			r = k;
+			break;
+		}
+		switch (e.state) {
+		case VMFS_EXT_ALLOCATED:
+			r = wr ? vmfs_bdev_writev(v->lv, sub, k, e.lv_off + (p - e.file_off))
+			       : vmfs_bdev_readv(v->lv, sub, k, e.lv_off + (p - e.file_off));
+			break;
+		case VMFS_EXT_HOLE:
+		case VMFS_EXT_TBZ:
+			if (wr) {
+				r = -EIO;
+				break;
+			}
+			for (int i = 0; i < k; i++)
+				memset(sub[i].iov_base, 0, sub[i].iov_len);
+			break;
+		case VMFS_EXT_INLINE: {
+			uint64_t at = p;
+
+			pthread_mutex_lock(&v->meta);
+			for (int i = 0; i < k && !r; i++) {
+				int64_t got = wr ? vmfs_pwrite(v->fs, v->addr, sub[i].iov_base,
+							       sub[i].iov_len, at)
+						 : vmfs_pread(v->fs, v->addr, sub[i].iov_base,
+							      sub[i].iov_len, at);
+				if (got < 0)
+					r = (int)got;
+				else if ((uint64_t)got < sub[i].iov_len && !wr)
+					memset((uint8_t *)sub[i].iov_base + got, 0,
+					       sub[i].iov_len - (uint64_t)got);
+				at += sub[i].iov_len;
+			}
+			pthread_mutex_unlock(&v->meta);
+			break;
+		}
+		default:
+			r = -EIO;
+		}
+		if (r)
+			break;
+		done += chunk;
+	}
+	return r;
+}
+
+static int v_readv(struct vhost_disk *d, const struct iovec *iov, int n, uint64_t off)
+{
+	return v_rw(d, iov, n, off, false);
+}
+
+static int v_writev(struct vhost_disk *d, const struct iovec *iov, int n, uint64_t off)
+{
+	return v_rw(d, iov, n, off, true);
+}
+
+static int v_flush(struct vhost_disk *d)
+{
+	struct vdisk *v = d->priv;
+
+	return vmfs_fs_sync(v->fs);
+}
+
+/* Walk the allocated extents of [off, off+len): discard or zero them. */
+static int walk_alloc(struct vdisk *v, uint64_t off, uint64_t len, bool zero)
+{
+	while (len) {
+		struct vmfs_extent e;
+		int r = lookup(v, off, len, false, &e);
+
+		if (r == -ENXIO)
+			return 0;
+		if (r)
+			return r;
+		uint64_t chunk = e.file_off + e.len - off < len ? e.file_off + e.len - off : len;
+
+		if (e.state == VMFS_EXT_ALLOCATED) {
+			uint64_t lo = e.lv_off + (off - e.file_off);
+
+			if (!zero) {
+				r = vmfs_bdev_discard(v->lv, lo, chunk);
+			} else {
+				for (uint64_t z = 0; z < chunk && !r;) {
+					uint64_t m = chunk - z < ZBUF ? chunk - z : ZBUF;
+
+					r = vmfs_bdev_write(v->lv, v->zero, m, lo + z);
+					z += m;
+				}
+			}
+		} else if (e.state == VMFS_EXT_INLINE && zero) {
+			pthread_mutex_lock(&v->meta);
+			int64_t w = vmfs_pwrite(v->fs, v->addr, v->zero, chunk < ZBUF ? chunk : ZBUF, off);
+
+			pthread_mutex_unlock(&v->meta);
+			if (w < 0)
+				r = (int)w;
+			else
+				chunk = (uint64_t)w;
+		}
+		if (r)
+			return r;
+		off += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+static int v_discard(struct vhost_disk *d, uint64_t off, uint64_t len)
+{
+	struct vdisk *v = d->priv;
+
+	if (!vmfs_bdev_get_info(v->lv)->discard)
+		return -EOPNOTSUPP;
+	return walk_alloc(v, off, len, false);
+}
+
+static int v_write_zeroes(struct vhost_disk *d, uint64_t off, uint64_t len)
+{
+	return walk_alloc(d->priv, off, len, true);
+}
+
+static void v_close(struct vhost_disk *d)
+{
+	struct vdisk *v = d->priv;
+
+	pthread_mutex_destroy(&v->meta);
+	free(v->cache);
+	free(v->zero);
+	free(v);
+}
+
+static const struct vhost_disk_ops vmfs_ops = {
+	.readv = v_readv, .writev = v_writev, .flush = v_flush, .discard = v_discard,
+	.write_zeroes = v_write_zeroes, .close = v_close,
+};
+
+int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
+			 struct vhost_disk **out)
+{
+	struct vdisk *v = calloc(1, sizeof(*v));
+	struct vmfs_stat st;
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	r = vmfs_stat(fs, addr, &st);
+	if (r)
+		goto fail;
+	if (st.type != VMFS_TYPE_FILE) {
+		r = -EINVAL;
+		goto fail;
+	}
+	v->fs = fs;
+	v->addr = addr;
+	v->lv = vmfs_fs_bdev(fs);
+	v->bs = st.blk_size ? st.blk_size : vmfs_fs_get_info(fs)->block_size;
+	if (!v->bs || v->bs % 512) {
+		r = -EINVAL;
+		goto fail;
+	}
+	v->d.size = st.size & ~511ull;
+	v->nblocks = (v->d.size + v->bs - 1) / v->bs;
+	v->cache = calloc(v->nblocks ? v->nblocks : 1, sizeof(*v->cache));
+	v->zero = calloc(1, ZBUF);
+	if (!v->cache || !v->zero) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_init(&v->meta, NULL);
+	v->d.ops = &vmfs_ops;
+	v->d.priv = v;
+	v->d.blk_size = 512;
+	v->d.rdonly = (flags & VHOST_DISK_RDONLY) || vmfs_bdev_get_info(v->lv)->rdonly;
+	snprintf(v->d.serial, sizeof(v->d.serial), "vmfs-%.6s-%08x",
+		 vmfs_fs_get_info(fs)->uuid_str, addr);
+	*out = &v->d;
+	return 0;
+fail:
+	if (v) {
+		free(v->cache);
+		free(v->zero);
+	}
+	free(v);
+	return r;
+}

@@ -1,0 +1,126 @@
+/* hypervisor-io internals: vhost-user device state shared by the protocol
+ * (vhost_user.c), the virtqueues (vring.c) and virtio-blk (blk.c). */
+#ifndef VHOST_INTERNAL_H
+#define VHOST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmfs/vhost.h"
+
+#define VH_MAX_QUEUES   16
+#define VH_MAX_REGIONS  8
+#define VH_MAX_QSIZE    1024
+#define VH_MAX_SEGS     258        /* descriptors in one chain (seg_max 254 + header/status) */
+#define VH_SEG_MAX      254
+#define VH_PAYLOAD_MAX  4096       /* largest message payload we accept */
+
+/* vhost-user message codes (docs/interop/vhost-user.rst) */
+enum {
+	VHU_GET_FEATURES = 1, VHU_SET_FEATURES = 2, VHU_SET_OWNER = 3, VHU_RESET_OWNER = 4,
+	VHU_SET_MEM_TABLE = 5, VHU_SET_LOG_BASE = 6, VHU_SET_LOG_FD = 7,
+	VHU_SET_VRING_NUM = 8, VHU_SET_VRING_ADDR = 9, VHU_SET_VRING_BASE = 10,
+	VHU_GET_VRING_BASE = 11, VHU_SET_VRING_KICK = 12, VHU_SET_VRING_CALL = 13,
+	VHU_SET_VRING_ERR = 14, VHU_GET_PROTOCOL_FEATURES = 15, VHU_SET_PROTOCOL_FEATURES = 16,
+	VHU_GET_QUEUE_NUM = 17, VHU_SET_VRING_ENABLE = 18, VHU_GET_CONFIG = 24,
+	VHU_SET_CONFIG = 25, VHU_RESET_DEVICE = 34,
+};
+#define VHU_VERSION        0x1u
+#define VHU_FLAG_REPLY     0x4u
+#define VHU_FLAG_NEED_REPLY 0x8u
+#define VHU_VRING_NOFD     0x100u
+#define VHU_VRING_IDX_MASK 0xffu
+
+#define VHU_F_PROTOCOL_FEATURES 30
+#define VHU_PF_MQ        0
+#define VHU_PF_REPLY_ACK 3
+#define VHU_PF_CONFIG    9
+
+struct vhu_hdr {
+	uint32_t request, flags, size;
+} __attribute__((packed));
+
+struct vh_region {
+	uint64_t gpa, size, uaddr;
+	uint8_t *host;             /* mapping + mmap_offset */
+	void *map;
+	size_t map_len;
+};
+
+struct vh_dev;
+struct vh_vq;
+
+struct vh_req {
+	struct vh_vq *vq;
+	uint16_t head;
+	bool busy;                 /* in flight (a guest reusing the head is ignored) */
+	struct vh_req *next;       /* worker pool list */
+	struct iovec iov[VH_MAX_SEGS];
+	int niov;
+	bool writable[VH_MAX_SEGS];
+};
+
+struct vh_vq {
+	struct vh_dev *dev;
+	unsigned idx;
+	unsigned num;
+	uint64_t desc_ua, avail_ua, used_ua;
+	bool have_addr;
+	void *desc, *avail, *used;  /* translated */
+	uint16_t last_avail, used_idx;
+	int kick_fd, call_fd, err_fd;
+	bool enabled;
+	bool running;
+	pthread_t thr;
+	int stop_fd;               /* eventfd: ask the queue thread to stop */
+	pthread_mutex_t lock;      /* used ring + inflight */
+	pthread_cond_t idle;
+	unsigned inflight;
+	struct vh_req *reqs;       /* num slots, indexed by head */
+};
+
+struct vh_dev {
+	struct vhost_blk_opts o;
+	struct vhost_disk *disk;
+	uint64_t features, pfeatures;
+	bool owner;
+	struct vh_region reg[VH_MAX_REGIONS];
+	int nreg;
+	struct vh_vq vq[VH_MAX_QUEUES];
+	unsigned nq;
+	/* worker pool */
+	pthread_t *wthr;
+	unsigned nworkers;
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	struct vh_req *whead, *wtail;
+	bool wstop;
+	/* stats */
+	uint64_t st_requests, st_errors, st_unsupp, st_conns;
+	bool connected;
+};
+
+void vh_log(struct vh_dev *d, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* guest physical -> host pointer for [gpa, gpa+len) inside one region */
+void *vh_gpa(struct vh_dev *d, uint64_t gpa, uint64_t len);
+/* front-end virtual address -> host pointer */
+void *vh_uva(struct vh_dev *d, uint64_t ua, uint64_t len);
+
+/* vring.c */
+int vh_vq_start(struct vh_vq *q);
+void vh_vq_stop(struct vh_vq *q);
+void vh_vq_reset(struct vh_vq *q);   /* stop and close fds, forget config */
+int vh_pool_start(struct vh_dev *d);
+void vh_pool_stop(struct vh_dev *d);
+void vh_req_complete(struct vh_req *r, uint32_t used_len);
+
+/* blk.c: execute one request, return the used length */
+uint32_t vh_blk_exec(struct vh_dev *d, struct vh_req *r);
+uint64_t vh_blk_features(const struct vh_dev *d);
+size_t vh_blk_config(const struct vh_dev *d, uint8_t *buf, size_t bufsz);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * OpenVMFS hypervisor I/O: a vhost-user-blk backend.
+ *
+ * QEMU (or any vhost-user front-end) connects to a Unix socket and hands us
+ * its guest memory (memfd regions) and split virtqueues; we serve virtio-blk
+ * requests straight between guest memory and the disk: iovecs point into the
+ * mapped guest memory, no bounce copy.
+ *
+ * A disk is a small ops table.  Two are provided:
+ *   vhost_disk_open_vmfs()  a file of a mounted datastore: the file layer's
+ *                           extent map says where each byte lives on the LV
+ *                           (vmfs_map / vmfs_map_write: allocate on first
+ *                           write, TBZ zero-filled there), data goes to the LV
+ *                           device at that offset (the LV splits by extent and
+ *                           passes the fencing guard of a cluster host)
+ *   vhost_disk_open_file()  a plain file or block device (tests, benches)
+ *
+ * One server thread per backend speaks the protocol (one front-end at a
+ * time; after a disconnect it accepts the next one, which is how a
+ * reconnecting QEMU finds a restarted or the same backend).  Each enabled
+ * virtqueue has its own thread; requests of a batch beyond the first run on
+ * a small worker pool so that several are in flight at once.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef VMFS_VHOST_H
+#define VMFS_VHOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmfs/fs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhost_disk;
+
+struct vhost_disk_ops {
+	/* [off, off+len of iov) lies inside the disk and is sector aligned */
+	int (*readv)(struct vhost_disk *d, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*writev)(struct vhost_disk *d, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*flush)(struct vhost_disk *d);
+	/* content of the range afterwards unspecified (may be NULL) */
+	int (*discard)(struct vhost_disk *d, uint64_t off, uint64_t len);
+	/* range reads as zeros afterwards */
+	int (*write_zeroes)(struct vhost_disk *d, uint64_t off, uint64_t len);
+	void (*close)(struct vhost_disk *d);
+};
+
+struct vhost_disk {
+	const struct vhost_disk_ops *ops;
+	void *priv;
+	uint64_t size;            /* bytes, multiple of 512 (a tail is not exported) */
+	uint32_t blk_size;        /* advertised logical block size (512) */
+	bool rdonly;
+	char serial[21];          /* GET_ID answer (20 bytes, NUL padded) */
+};
+
+#define VHOST_DISK_RDONLY 0x1u
+#define VHOST_DISK_DIRECT 0x2u   /* file disks: O_DIRECT when guest buffers allow */
+
+/** Plain file or block device. */
+int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **out);
+/** File @addr of @fs (the caller holds it exclusively, e.g. with
+ *  vmfs_host_lock_file EXCL, for as long as the disk is open: its block
+ *  map is cached). */
+int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
+			 struct vhost_disk **out);
+void vhost_disk_close(struct vhost_disk *d);
+
+typedef void (*vhost_log_fn)(void *ctx, int level, const char *msg); /* levels as vmfs_log_fn */
+
+struct vhost_blk_opts {
+	const char *socket_path;  /* created (an old socket file is replaced) */
+	struct vhost_disk *disk;  /* borrowed until vhost_blk_destroy */
+	unsigned num_queues;      /* 1..16 (0 = 1) */
+	unsigned workers;         /* I/O worker threads (0 = 4) */
+	vhost_log_fn log;
+	void *log_ctx;
+};
+
+struct vhost_blk;
+
+/** Bind the socket and start serving.  */
+int vhost_blk_create(const struct vhost_blk_opts *o, struct vhost_blk **out);
+/** Stop every thread, drop the connection, unlink the socket. */
+void vhost_blk_destroy(struct vhost_blk *b);
+
+struct vhost_blk_stats {
+	uint64_t requests, errors, unsupported, connections;
+	bool connected;
+};
+void vhost_blk_get_stats(struct vhost_blk *b, struct vhost_blk_stats *st);
+
+/** Test hook (fuzzing): feed one raw message (header + payload) with @nfds
+ *  file descriptors to a backend that has no socket; replies are discarded.
+ *  \return 0 handled, negative errno when refused (the connection would be
+ *  dropped). */
+int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
+		       int nfds);
+/** A backend for vhost_blk_feed_msg (no socket, no threads until rings start). */
+int vhost_blk_create_detached(const struct vhost_blk_opts *o, struct vhost_blk **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
