@@ -11,7 +11,7 @@
 enum {
 	OPT_CONFIG = 256, OPT_STATE_DIR, OPT_SOCKET, OPT_PIDFILE, OPT_LOG_FILE,
 	OPT_LOG_LEVEL, OPT_HOST_UUID, OPT_VOLUME, OPT_DAEMONIZE, OPT_IO_TIMEOUT,
-	OPT_ISCSI, OPT_LUN, OPT_NFS, OPT_NFS_PORTMAP, OPT_EXPORT,
+	OPT_ISCSI, OPT_LUN, OPT_NFS, OPT_NFS_PORTMAP, OPT_EXPORT, OPT_VHOST,
 	OPT_HELP = 'h', OPT_VERSION = 'V',
 };
 
@@ -31,6 +31,7 @@ static const struct option longopts[] = {
 	{ "nfs", required_argument, NULL, OPT_NFS },
 	{ "nfs-portmap", required_argument, NULL, OPT_NFS_PORTMAP },
 	{ "export", required_argument, NULL, OPT_EXPORT },
+	{ "vhost-user-blk", required_argument, NULL, OPT_VHOST },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -73,6 +74,12 @@ static void usage(FILE *f)
 "                       for all of it; /vmfs/volumes/LABEL/dir picks a volume).\n"
 "                       Repeat for more.  Remembered in the state dir (also\n"
 "                       `vmfsctl export add`)\n"
+"  --vhost-user-blk SOCKET,PATH[,num-queues=N][,workers=N][,ro]\n"
+"                       serve datastore disk PATH (a -flat file or a VMDK\n"
+"                       descriptor; /vmfs/volumes/LABEL/... picks a volume) to\n"
+"                       QEMU as vhost-user-blk on Unix socket SOCKET, holding\n"
+"                       the disk's exclusive cluster lock.  Repeat for more.\n"
+"                       Remembered in the state dir (also `vmfsctl vdisk export`)\n"
 "  --daemonize          detach after start-up (default: stay in the foreground)\n"
 "  --pidfile FILE       write the daemon's pid to FILE\n"
 "  --log-file FILE      log there instead of stderr\n"
@@ -154,6 +161,17 @@ static int apply(struct vmfsd_config *cfg, int id, const char *name, const char 
 		if (!cfg->exports[cfg->nexports])
 			return -ENOMEM;
 		cfg->nexports++;
+		return 0;
+	case OPT_VHOST:
+		if (!*val || *val != '/' || !strchr(val, ',') || cfg->nvdisks >= VMFSD_MAX_VDISKS) {
+			fprintf(stderr, "vmfsd: %s: bad --vhost-user-blk '%s' (SOCKET,PATH[,options]; "
+				"max %d)\n", where, val, VMFSD_MAX_VDISKS);
+			return -EINVAL;
+		}
+		cfg->vdisks[cfg->nvdisks] = strdup(val);
+		if (!cfg->vdisks[cfg->nvdisks])
+			return -ENOMEM;
+		cfg->nvdisks++;
 		return 0;
 	case OPT_VOLUME:
 		if (!*val) {
@@ -336,5 +354,7 @@ void vmfsd_config_free(struct vmfsd_config *cfg)
 	free(cfg->nfs_portmap);
 	for (int i = 0; i < cfg->nexports; i++)
 		free(cfg->exports[i]);
+	for (int i = 0; i < cfg->nvdisks; i++)
+		free(cfg->vdisks[i]);
 	memset(cfg, 0, sizeof(*cfg));
 }

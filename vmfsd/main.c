@@ -201,6 +201,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (vmfsd_nfs_start(&d))
 		goto out;
+	if (vmfsd_vhost_start(&d))
+		goto out;
 	if (vmfsd_mgmt_listen(&d))
 		goto out;
 	log_info("management socket %s; ready", d.cfg.socket_path);
@@ -235,6 +237,7 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	vmfsd_vhost_stop(&d);
 	vmfsd_nfs_stop(&d);
 	vmfsd_iscsi_stop(&d);
 	for (int i = 0; i < d.nvols; i++)

@@ -161,8 +161,10 @@ void vmfsd_mgmt_serve(struct vmfsd *d, int fd)
 		vmfsd_iscsi_mgmt(d, f, json, argc - 1, argv + 1);
 	else if (!strcmp(argv[0], "export"))
 		vmfsd_nfs_mgmt(d, f, json, argc - 1, argv + 1);
+	else if (!strcmp(argv[0], "vdisk"))
+		vmfsd_vhost_mgmt(d, f, json, argc - 1, argv + 1);
 	else
-		reply_error(f, json, "unknown command (status, volumes, hosts, locks, target, export)");
+		reply_error(f, json, "unknown command (status, volumes, hosts, locks, target, export, vdisk)");
 	fclose(f);
 	for (size_t off = 0; off < len;) {
 		ssize_t n = write(fd, buf + off, len - off);

@@ -12,6 +12,7 @@
 #define VMFSD_MAX_PORTALS 8
 #define VMFSD_MAX_LUNS 256
 #define VMFSD_MAX_EXPORTS 64
+#define VMFSD_MAX_VDISKS 64
 
 struct vmfsd_config {
 	char *state_dir;
@@ -32,6 +33,8 @@ struct vmfsd_config {
 	char *nfs_portmap;                      /* --nfs-portmap ADDR[:PORT] */
 	char *exports[VMFSD_MAX_EXPORTS];       /* --export PATH[,opts] */
 	int nexports;
+	char *vdisks[VMFSD_MAX_VDISKS];         /* --vhost-user-blk SOCKET,PATH[,...] */
+	int nvdisks;
 };
 
 /** Parse argv (and the --config file it names).  Prints usage on --help
@@ -59,6 +62,7 @@ struct vmfsd {
 	double started;          /* monotonic seconds */
 	struct iscsi_srv *iscsi; /* the iSCSI target (vmfsd/iscsi_glue.c) */
 	struct nfs_srv *nfs;     /* the NFS server (vmfsd/nfs_glue.c) */
+	struct vhost_srv *vhost; /* vhost-user-blk exports (vmfsd/vhost_glue.c) */
 };
 
 /* Management socket. */
@@ -87,5 +91,10 @@ void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 int vmfsd_nfs_start(struct vmfsd *d);
 void vmfsd_nfs_stop(struct vmfsd *d);
 void vmfsd_nfs_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
+
+/* vhost-user-blk exports (vhost_glue.c): `vdisk list|export|unexport`. */
+int vmfsd_vhost_start(struct vmfsd *d);
+void vmfsd_vhost_stop(struct vmfsd *d);
+void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
 
 #endif
