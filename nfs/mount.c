@@ -101,6 +101,10 @@ static int export_list(struct nfs_call *c, struct xdr_out *o)
 	for (int i = 0; i < s->nexports; i++) {
 		struct nfs_export *e = s->exports[i];
 
+		/* only what this client may mount: clients that walk the list
+		 * (libnfs auto-traverses nested exports) must not trip on others */
+		if (!nfs_export_allows(e, c->peer) || nfs_export_vol(s, e) < 0)
+			continue;
 		xout_u32(o, 1);
 		xout_var(o, e->path, (uint32_t)strlen(e->path));
 		for (int k = 0; k < e->nclients; k++) {

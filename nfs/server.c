@@ -159,7 +159,7 @@ static int conn_read(struct nfs_conn *c, void *dst, size_t n)
 		if (c->rpos == c->rlen) {
 			ssize_t r;
 
-			if (n >= sizeof(c->rbuf)) {
+			if (d && n >= sizeof(c->rbuf)) {
 				r = read(c->fd, d, n);
 				if (r <= 0)
 					return r < 0 && errno == EINTR ? 0 : -1;
@@ -386,7 +386,8 @@ int nfs_srv_start(struct nfs_srv *s)
 		return -r;
 	}
 	s->started = true;
-	if (s->nfs_port && nfs_rpcbind_set(s, true) == 0)
+	/* serving the portmapper ourselves means no rpcbind owns port 111 */
+	if (s->nfs_port && !s->have_pmap && nfs_rpcbind_set(s, true) == 0)
 		s->registered = true;
 	return 0;
 }

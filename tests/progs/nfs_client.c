@@ -9,6 +9,7 @@
  *   nfs_client owner HOST PORT EXPORT NAME  create NAME as the caller (uid from
  *                                          the URL/AUTH_SYS = getuid()); print "uid N gid N"
  *   nfs_client write HOST PORT EXPORT NAME  one FILE_SYNC WRITE to NAME: "write <nfsstat>"
+ *   nfs_client mkdir HOST PORT EXPORT NAME  MKDIR NAME mode 0777: "mkdir <nfsstat>"
  *
  * Exit: 0 ok, 1 a check failed, 2 usage/connection.
  */
@@ -796,6 +797,17 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("uid %u gid %u\n", w->attr.uid, w->attr.gid);
+		free(w);
+	} else if (!strcmp(argv[1], "mkdir") && argc > 5) {
+		MKDIR3args md = { .where = { .dir = wire(&root), .name = argv[5] } };
+		struct waiter *w;
+
+		md.attributes.mode.set_it = 1;
+		md.attributes.mode.set_mode3_u.mode = 0777;
+		w = CALL(rpc_nfs3_mkdir_async, &md, x_create);
+		printf("mkdir %u\n", w->status);
+		if (w->status != NFS3_OK)
+			failures++;
 		free(w);
 	} else if (!strcmp(argv[1], "write") && argc > 5) {
 		struct waiter *w = lookup(&root, argv[5]);
