@@ -311,6 +311,23 @@ static int setup_journal(struct vmfs_host *h)
 	want = vi->lv_size / 64 / VMFS_HOST_JOURNAL_SIZE;
 	want = want < 8 ? 8 : want > 64 ? 64 : want;
 	r = vmfs_lookup(h->fs, VMFS_ROOT_ADDR, VMFS_HOST_JOURNAL_FILE, &h->jbc_addr);
+	if (r == 0 && (h->flags & VMFS_HOST_RECLAIM_OWN)) {
+		/* Before any change: our earlier incarnation may hold locks on what
+		 * we are about to touch, and its journal must be replayed first.
+		 * Finding the journals needs only reads. */
+		r = vmfs_stat(h->fs, h->jbc_addr, &st);
+		if (r == 0) {
+			h->njournals = (unsigned)(st.size / VMFS_HOST_JOURNAL_SIZE);
+			r = vmfs_hb_reclaim_own(h->hb, replay_dead, h);
+			if (r > 0)
+				hlog(h, VMFS_LOG_WARN, "reclaimed %d slot(s) of our earlier incarnation", r);
+			r = r < 0 ? r : 0;
+		}
+		if (r) {
+			hlog(h, VMFS_LOG_ERR, "cannot reclaim our earlier incarnation: %s", strerror(-r));
+			return r;
+		}
+	}
 	if (r == -ENOENT) {
 		r = vmfs_create(h->fs, VMFS_ROOT_ADDR, VMFS_HOST_JOURNAL_FILE, 0400, 0, 0,
 				&h->jbc_addr);
@@ -656,6 +673,7 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 		r = setup_journal(h);
 		if (r)
 			goto fail;
+
 		if (pthread_create(&h->reaper, NULL, reaper_main, h) == 0)
 			h->reaper_running = true;
 	}

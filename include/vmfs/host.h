@@ -35,6 +35,10 @@ extern "C" {
 
 #define VMFS_HOST_RDONLY 0x1u   /* no heartbeat, no locks, no journal */
 #define VMFS_HOST_DIRECT 0x2u   /* open extents with O_DIRECT */
+/* Our host UUID's earlier incarnation is known to be gone (the caller holds a
+ * lock that proves it, e.g. vmfsd's state-dir lock): reclaim its slots at
+ * once (journal replayed) instead of waiting for the dead-host timeout. */
+#define VMFS_HOST_RECLAIM_OWN 0x4u
 
 #define VMFS_HOST_JOURNAL_SIZE (1u << 20)   /* one journal per slot */
 #define VMFS_HOST_JOURNAL_FILE ".jbc.sf"

@@ -262,6 +262,17 @@ void check_lock(struct ck *c, const uint8_t rec[512], uint64_t lv, uint32_t magi
 		why = holder_stale(c, r.hb_pos, r.hb_seq);
 		if (!why)
 			return;
+		/* A record naming a free slot or an older generation of its slot is
+		 * what a reclaim leaves behind: by the protocol it is free (the next
+		 * acquirer takes it over), so it is not damage. */
+		if (vmfs_hb_slot_of(r.hb_pos) >= 0 && c->hb_ok[vmfs_hb_slot_of(r.hb_pos)] &&
+		    (c->hb[vmfs_hb_slot_of(r.hb_pos)].magic == VMFS_HB_MAGIC_FREE ||
+		     c->hb[vmfs_hb_slot_of(r.hb_pos)].seq != r.hb_seq)) {
+			if (c->verbose)
+				printf("%s: lock of slot %d %s: free by the protocol\n", what,
+				       vmfs_hb_slot_of(r.hb_pos), why);
+			return;
+		}
 		problem(c, "%s: exclusive lock of slot %d %s (stale)", what, vmfs_hb_slot_of(r.hb_pos), why);
 		r.mode = VMFS_LM_FREE;
 		r.hb_pos = r.hb_seq = 0;
