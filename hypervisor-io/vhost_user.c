@@ -716,6 +716,8 @@ void vhost_blk_destroy(struct vhost_blk *b)
 {
 	if (!b)
 		return;
+	if (b->listen_fd >= 0 && b->path)
+		unlink(b->path);   /* no new connections from here on */
 	if (b->have_thr) {
 		uint64_t one = 1;
 
@@ -730,11 +732,8 @@ void vhost_blk_destroy(struct vhost_blk *b)
 		pthread_mutex_destroy(&b->dev.vq[i].lock);
 		pthread_cond_destroy(&b->dev.vq[i].idle);
 	}
-	if (b->listen_fd >= 0) {
+	if (b->listen_fd >= 0)
 		close(b->listen_fd);
-		if (b->path)
-			unlink(b->path);
-	}
 	if (b->stop_fd >= 0)
 		close(b->stop_fd);
 	free(b->path);

@@ -862,18 +862,22 @@ static int cmd_reconnect(uint64_t seed, unsigned secs)
 		close(sock);
 		sock = -1;
 		fprintf(stderr, "vhost_fe: back-end gone, reconnecting\n");
-		for (int tries = 0; sock_connect(); tries++) {
-			if (tries > (int)secs * 20 + 200)
-				die(3, "could not reconnect");
-			usleep(50000);
-		}
-		reconnects++;
 		/* completions the old back-end published count; the rest are redone */
 		reap(1, check_cb);
 		for (unsigned i = 0; i < nq; i++)
 			vqs[i].inflight = 0;
-		if (setup())
-			die(3, "renegotiation failed");
+		for (int tries = 0;; tries++) {
+			if (tries > (int)secs * 20 + 300)
+				die(3, "could not reconnect");
+			if (!sock_connect()) {
+				if (!setup())
+					break;
+				close(sock);   /* a dying back-end took the connection: again */
+				sock = -1;
+			}
+			usleep(50000);
+		}
+		reconnects++;
 		for (unsigned s = 0; s < nslots; s++)
 			if (slots[s].busy)
 				post_chain(slots[s].q, slots[s].head);
