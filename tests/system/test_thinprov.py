@@ -67,9 +67,16 @@ def stat_fs(vol, path):
     return dict(l.split(" ", 1) for l in out.splitlines())
 
 
+def fsck_clean(vol):
+    p = run([bin_path("vmfsck"), "-n", *vol.split(",")], check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 @pytest.fixture
 def vol(tmp_path):
-    return mkvol(tmp_path)
+    v = mkvol(tmp_path)
+    yield v
+    fsck_clean(v)   # every operation of every test leaves a consistent volume
 
 
 @pytest.mark.parametrize("dtype", ["thin", "zeroedthick", "eagerzeroedthick"])
@@ -430,5 +437,6 @@ def test_spanned_volume_reclaim_reaches_every_extent(tmp_path):
     _, s = tmap(vol, "/big.vmdk")
     assert s["type"] == "eagerzeroedthick" and s["written"] == 420 * MiB
     vkt(vol, "-U", "/big.vmdk")
+    fsck_clean(vol)
     for p, u in zip((a, b), used):
         assert (u - os.stat(p).st_blocks) * 512 > 100 * MiB

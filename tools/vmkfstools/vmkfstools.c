@@ -51,6 +51,7 @@ static struct {
 	int nargs;
 } g = { .adapter = "lsilogic" };
 
+
 static struct vmfs_host *host;
 static struct vmfs_fs *fs;
 
@@ -64,6 +65,8 @@ static void die_usage(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nTry '" PROG " --help'.\n");
+	if (host)
+		vmfs_host_unmount(host);   /* leave the heartbeat cleanly */
 	exit(2);
 }
 
@@ -1401,8 +1404,20 @@ int main(int argc, char **argv)
 		die_usage("missing PATH");
 	if (g.nargs > (need ? need : 1))
 		die_usage("too many paths");
+	/* usage errors before touching the volume */
 	if (g.size_arg)
-		(void)size_or_die(g.size_arg);   /* usage errors before touching the volume */
+		(void)size_or_die(g.size_arg);
+	if (g.type_arg && thinprov_type_parse(g.type_arg, &(int){ 0 }))
+		die_usage("unknown disk format '%s' (thin, zeroedthick, eagerzeroedthick)", g.type_arg);
+	{
+		char tmp[4096];
+		const char *nd = g.cmd == C_CREATE || g.cmd == C_CLONE ? g.args[0] :
+				 g.cmd == C_RENAME ? g.args[1] : NULL;
+		if (nd && flat_of(nd, tmp, sizeof(tmp)))
+			die_usage("'%s': a disk is named DISK.vmdk", nd);
+	}
+	if (g.cmd == C_RECLAIM && !g.volume)
+		die_usage("-y needs --volume (the device is not reachable through a mount)");
 	if (g.volume) {
 		bool ro = g.rdonly || g.cmd == C_INFO || g.cmd == C_MAP;
 		if (g.rdonly && g.cmd != C_INFO && g.cmd != C_MAP)
