@@ -10,6 +10,8 @@
  * syncing after each.  After every sync it prints what is now durable:
  *   FILE <path> <size> <hash>     the file exists with exactly this content
  *   GONE <path>                   the path does not exist
+ * and before each operation "BEGIN <path> [<path>]": what it may leave in
+ * between states if the cut comes before the next sync.
  * It stops at the first error (the cut) and exits 0; the test then remounts
  * with the same UUID, which replays the journal, and checks every line.
  *
@@ -111,7 +113,7 @@ static int sync_and_report(struct vmfs_fs *fs, struct slot *slots, const char *g
 
 static int workload(struct vmfs_fs *fs, unsigned ops)
 {
-	static const uint64_t sizes[] = { 300, 900, 12000, 70000, 1200000, 3u << 20 };
+	static const uint64_t sizes[] = { 300, 900, 12000, 70000, 1200000, 2200000 };
 	struct slot slots[NSLOT] = { 0 };
 	uint32_t a;
 	int r;
@@ -129,6 +131,8 @@ static int workload(struct vmfs_fs *fs, unsigned ops)
 
 		if (!s->live || what < 2) {
 			snprintf(path, sizeof(path), "/%s/f%u", (k & 1) ? "d" : "e", k);
+			printf("BEGIN %s\n", s->live ? s->path : path);
+			fflush(stdout);
 			r = put(fs, s->live ? s->path : path, sizes[rnd() % 6], (uint8_t)rnd(), s);
 		} else if (what == 2) {
 			/* rename to the other directory */
@@ -136,6 +140,8 @@ static int workload(struct vmfs_fs *fs, unsigned ops)
 			char sn[129];
 
 			snprintf(path, sizeof(path), "/%s/r%u-%u", s->path[1] == 'd' ? "e" : "d", k, op);
+			printf("BEGIN %s %s\n", s->path, path);
+			fflush(stdout);
 			r = vmfs_resolve_parent(fs, s->path, &sd, sn);
 			if (!r)
 				r = vmfs_resolve(fs, s->path[1] == 'd' ? "/e" : "/d", &dd);
@@ -149,6 +155,8 @@ static int workload(struct vmfs_fs *fs, unsigned ops)
 			uint32_t d;
 			char n[129];
 
+			printf("BEGIN %s\n", s->path);
+			fflush(stdout);
 			r = vmfs_resolve_parent(fs, s->path, &d, n);
 			if (!r)
 				r = vmfs_unlink(fs, d, n);
@@ -157,7 +165,9 @@ static int workload(struct vmfs_fs *fs, unsigned ops)
 				s->live = false;
 			}
 		} else {
-			/* shrink or grow through the addressing modes, same content prefix */
+			/* shrink or grow through the addressing modes */
+			printf("BEGIN %s\n", s->path);
+			fflush(stdout);
 			r = put(fs, s->path, sizes[rnd() % 6], (uint8_t)rnd(), s);
 		}
 		if (!r)
