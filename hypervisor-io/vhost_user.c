@@ -415,11 +415,15 @@ static bool has_reply(uint32_t req)
 
 /* Process a framed message; reply through @fd when >= 0. */
 static int process(struct vh_dev *d, int fd, const struct vhu_hdr *h, const uint8_t *p, int *fds,
-		   int nfds)
+		   int nfds, uint8_t *out, size_t *outlen)
 {
 	uint8_t rep[12 + 256 + 12];
 	uint32_t replen = 0;
+	size_t cap = outlen ? *outlen : 0;
 	int r;
+
+	if (outlen)
+		*outlen = 0;
 
 	if ((h->flags & 0x3) != VHU_VERSION || (h->flags & VHU_FLAG_REPLY))
 		return -EINVAL;
@@ -440,8 +444,15 @@ static int process(struct vh_dev *d, int fd, const struct vhu_hdr *h, const uint
 			      .size = replen };
 
 	memcpy(rep, &rh, 12);
-	if (fd < 0)
+	if (fd < 0) {
+		if (out && outlen) {
+			size_t n = 12 + replen < cap ? 12 + replen : cap;
+
+			memcpy(out, rep, n);
+			*outlen = n;
+		}
 		return 0;
+	}
 	size_t tot = 12 + replen, off = 0;
 
 	while (off < tot) {
@@ -457,7 +468,7 @@ static int process(struct vh_dev *d, int fd, const struct vhu_hdr *h, const uint
 }
 
 int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
-		       int nfds)
+		       int nfds, uint8_t *reply, size_t *replylen)
 {
 	struct vhu_hdr h;
 	int own[VH_MAX_REGIONS];
@@ -470,7 +481,9 @@ int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, cons
 		return -EINVAL;
 	for (int i = 0; i < nfds; i++)
 		own[i] = fds[i] >= 0 ? dup(fds[i]) : -1;
-	r = process(&b->dev, -1, &h, msg + sizeof(h), own, nfds);
+	if (replylen && !reply)
+		return -EINVAL;
+	r = process(&b->dev, -1, &h, msg + sizeof(h), own, nfds, reply, replylen);
 	for (int i = 0; i < nfds; i++)
 		if (own[i] >= 0)
 			close(own[i]);
@@ -573,7 +586,7 @@ static void serve_conn(struct vhost_blk *b)
 				       strerror(-r));
 			break;
 		}
-		r = process(d, b->conn_fd, &h, p, fds, nfds);
+		r = process(d, b->conn_fd, &h, p, fds, nfds, NULL, NULL);
 		for (int i = 0; i < nfds; i++)
 			if (fds[i] >= 0)
 				close(fds[i]);

@@ -96,12 +96,14 @@ struct vhost_blk_stats {
 };
 void vhost_blk_get_stats(struct vhost_blk *b, struct vhost_blk_stats *st);
 
-/** Test hook (fuzzing): feed one raw message (header + payload) with @nfds
- *  file descriptors to a backend that has no socket; replies are discarded.
- *  \return 0 handled, negative errno when refused (the connection would be
- *  dropped). */
+/** Test hook (unit tests, fuzzing): feed one raw message (header + payload)
+ *  with @nfds file descriptors (duplicated; the caller keeps its own) to a
+ *  backend that has no socket.  If @replylen is given, *@replylen is the
+ *  capacity of @reply on entry and the reply's length (header included; 0
+ *  when none) on return.  \return 0 handled, negative errno when refused
+ *  (a connection would be dropped). */
 int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
-		       int nfds);
+		       int nfds, uint8_t *reply, size_t *replylen);
 /** A backend for vhost_blk_feed_msg (no socket, no threads until rings start). */
 int vhost_blk_create_detached(const struct vhost_blk_opts *o, struct vhost_blk **out);
 
