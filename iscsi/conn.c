@@ -152,13 +152,30 @@ static void send_scsi_rsp(struct conn *c, uint32_t itt, struct scsi_task *t, uin
  * reading and serving other commands.  Reads, and everything that is not a
  * plain write, run inline.  The connection sends every response itself. */
 
-static bool offloadable(const struct conn *c, const uint8_t *cdb)
+static bool is_read(uint8_t op)
+{
+	return op == 0x08 || op == 0x28 || op == 0xa8 || op == 0x88;
+}
+
+static bool offloadable(const struct conn *c, const uint8_t *cdb, bool rd, bool wr,
+			const struct lun_slot *ls)
 {
 	if (!c->srv->nworkers || c->efd < 0 || c->inflight >= MAX_INFLIGHT || c->cur_attr > 1)
 		return false;
-	/* Alone in the queue (QD1), a write is fastest inline: nothing waits
-	 * behind it, and a hand-off costs two wake-ups. */
+	/* Alone in the queue (QD1), a command is fastest inline: nothing
+	 * waits behind it, and a hand-off costs two wake-ups. */
 	if (!c->more_pending && !c->inflight)
+		return false;
+	if (rd && !wr && is_read(cdb[0]) && ls) {
+		/* Reads are offloaded only from LUNs whose reads are slow
+		 * (a device, not the page cache): the hand-off and the copy
+		 * into the transmit buffer cost more than a cached read. */
+		if (c->srv->read_offload == 2)
+			return true;
+		return c->srv->read_offload == 0 &&
+		       __atomic_load_n(&ls->slow_reads, __ATOMIC_RELAXED) > SLOW_READS_ON;
+	}
+	if (!wr || rd)
 		return false;
 	switch (cdb[0]) {
 	case 0x0a: case 0x2a: case 0xaa: case 0x8a:       /* WRITE */
@@ -167,6 +184,18 @@ static bool offloadable(const struct conn *c, const uint8_t *cdb)
 		return true;
 	}
 	return false;
+}
+
+/* Remember whether this LUN's reads hit a device or the page cache. */
+static void note_read_time(struct lun_slot *ls, const struct timespec *a, const struct timespec *b)
+{
+	long us = (b->tv_sec - a->tv_sec) * 1000000L + (b->tv_nsec - a->tv_nsec) / 1000;
+	int v = __atomic_load_n(&ls->slow_reads, __ATOMIC_RELAXED);
+
+	if (us > 500 && v < 2 * SLOW_READS_ON)
+		__atomic_store_n(&ls->slow_reads, v + 1, __ATOMIC_RELAXED);
+	else if (us < 100 && v > 0)
+		__atomic_store_n(&ls->slow_reads, v - 1, __ATOMIC_RELAXED);
 }
 
 void *worker_main(void *arg)
@@ -204,19 +233,35 @@ void *worker_main(void *arg)
 
 static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uint8_t *cdb,
 		    unsigned cdb_len, const uint8_t *out, uint32_t out_len, uint8_t *owned,
-		    uint32_t wedtl)
+		    uint32_t wedtl, struct lun_slot *ls, uint32_t redtl)
 {
 	struct iscsi_srv *s = c->srv;
-	int lun = decode_lun(lunf);
-	struct lun_slot *ls = lun >= 0 ? tgt_lun_get(c, (uint16_t)lun) : NULL;
+	uint32_t cap = redtl > MAX_DATAIN ? MAX_DATAIN : redtl;
 	struct job *j;
 
 	if (!ls || cdb_len > sizeof(j->cdb))
 		return false;
+	if (redtl && c->buffered + cap > MAX_BUFFERED)
+		return false;
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return false;
-	if (owned) {
+	if (redtl) {
+		j->inbuf = malloc(cap ? cap : 1);
+		if (!j->inbuf) {
+			free(j);
+			return false;
+		}
+		j->rd = true;
+		j->redtl = redtl;
+		j->cap = cap;
+		j->iov.iov_base = j->inbuf;
+		j->iov.iov_len = cap;
+		j->t.in_iov = &j->iov;
+		j->t.in_iovcnt = 1;
+		j->t.in_cap = cap;
+		c->buffered += cap;
+	} else if (owned) {
 		j->buf = owned;          /* already counted in c->buffered */
 	} else if (out_len) {
 		j->buf = malloc(out_len);
@@ -240,7 +285,7 @@ static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	j->t.lun_raw = get_be64(lunf);
 	j->t.out = j->buf;
 	j->t.out_len = out_len;
-	j->t.write_dir = true;
+	j->t.write_dir = !redtl;
 	j->t.take_ua = conn_take_ua;
 	j->t.ua_arg = c;
 	c->inflight++;
@@ -257,6 +302,53 @@ static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 
 static void send_scsi_rsp(struct conn *c, uint32_t itt, struct scsi_task *t, uint32_t edtl,
 			  uint32_t xfer, bool have_xfer, uint32_t datasn);
+
+/* Data-In PDUs (and the response) of an offloaded read: the data is copied
+ * from the job's buffer into the transmit buffer. */
+static void emit_datain(struct conn *c, struct job *j)
+{
+	struct scsi_task *t = &j->t;
+	uint32_t actual = t->status == SAM_GOOD ? (t->in_len < j->cap ? t->in_len : j->cap) : 0;
+	uint32_t off = 0, datasn = 0;
+	bool collapsed = false;
+
+	while (off < actual) {
+		uint32_t in_burst = c->max_burst - (off % c->max_burst);
+		uint32_t l = actual - off;
+		uint8_t h[48] = { OP_DATA_IN };
+		bool last;
+
+		if (l > c->mrdsl_out)
+			l = c->mrdsl_out;
+		if (l > in_burst)
+			l = in_burst;
+		last = off + l >= actual;
+		if (last || (off + l) % c->max_burst == 0)
+			h[1] |= 0x80;
+		put_be32(h + 16, j->itt);
+		put_be32(h + 20, 0xffffffffu);
+		fill_sn(c, h);
+		put_be32(h + 36, datasn++);
+		put_be32(h + 40, off);
+		if (last && !t->sense_len) {
+			uint32_t prod = t->in_len, edtl = j->redtl;
+
+			h[1] |= 0x01;
+			h[3] = SAM_GOOD;
+			put_be32(h + 24, c->stat_sn++);
+			if (prod != edtl) {
+				h[1] |= prod > edtl ? 0x04 : 0x02;
+				put_be32(h + 44, prod > edtl ? prod - edtl : edtl - prod);
+			}
+			collapsed = true;
+		}
+		tx_pdu(c, h, j->inbuf + off, l);
+		off += l;
+	}
+	if (!collapsed)
+		send_scsi_rsp(c, j->itt, t, j->redtl, t->status == SAM_GOOD ? t->in_len : j->redtl,
+			      t->status == SAM_GOOD, datasn);
+}
 
 /* Send the responses of finished jobs (and free them). */
 static void reap(struct conn *c, bool send)
@@ -281,11 +373,14 @@ static void reap(struct conn *c, bool send)
 	while (rev) {
 		struct job *n = rev->next;
 
-		if (send)
+		if (send && rev->rd)
+			emit_datain(c, rev);
+		else if (send)
 			send_scsi_rsp(c, rev->itt, &rev->t, rev->wedtl, rev->t.xfer_len,
 				      rev->t.residual_set, rev->r2ts);
-		c->buffered -= rev->buflen;
+		c->buffered -= rev->buflen + (rev->rd ? rev->cap : 0);
 		free(rev->buf);
+		free(rev->inbuf);
 		free(rev);
 		c->inflight--;
 		rev = n;
@@ -325,10 +420,14 @@ static bool execute_owned(struct conn *c, uint32_t itt, const uint8_t *lunf, con
 			  unsigned cdb_len, bool rd, uint32_t edtl, const uint8_t *out,
 			  uint32_t out_len, bool wr, uint32_t wedtl, uint8_t *owned)
 {
+	int lun = decode_lun(lunf);
+	struct lun_slot *ls = lun >= 0 ? tgt_lun_get(c, (uint16_t)lun) : NULL;
+
 	if (c->cur_attr == 2)         /* ORDERED: everything before it first */
 		drain(c, true);
-	if (wr && !rd && offloadable(c, cdb) &&
-	    offload(c, itt, lunf, cdb, cdb_len, out, out_len, owned, wedtl))
+	if (offloadable(c, cdb, rd, wr, ls) &&
+	    offload(c, itt, lunf, cdb, cdb_len, out, out_len, owned, wedtl, ls,
+		    rd ? edtl : 0))
 		return true;
 	execute_inline(c, itt, lunf, cdb, cdb_len, rd, edtl, out, out_len, wr, wedtl);
 	return false;
@@ -401,7 +500,16 @@ static void execute_inline(struct conn *c, uint32_t itt, const uint8_t *lunf, co
 		t.in_iovcnt = (int)nseg;
 		t.in_cap = cap;
 	}
-	scsi_exec(&t);
+	if (ls && rd && is_read(cdb[0]) && c->srv->read_offload == 0) {
+		struct timespec a, b;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		scsi_exec(&t);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		note_read_time(ls, &a, &b);
+	} else {
+		scsi_exec(&t);
+	}
 	actual = 0;
 	if (t.status == SAM_GOOD && rd)
 		actual = t.in_len < cap ? t.in_len : cap;

@@ -23,8 +23,11 @@
 #define ISCSI_MAX_CONNS 512
 #define LOGIN_DEADLINE_S 30          /* a login must finish within this */
 
+#define SLOW_READS_ON 4
+
 struct lun_slot {
 	struct scsi_lun sl;
+	int slow_reads;          /* atomic: > SLOW_READS_ON = reads hit a device */
 	int ref;                 /* connections caching it + the target */
 	bool removed;
 	char path[1024];
@@ -76,6 +79,11 @@ struct job {
 	uint8_t *buf;                /* data-out, owned */
 	uint32_t buflen;             /* counted in conn->buffered */
 	uint32_t r2ts;               /* R2Ts sent for it: ExpDataSN */
+	/* offloaded reads */
+	bool rd;
+	uint8_t *inbuf;
+	uint32_t redtl, cap;
+	struct iovec iov;
 	uint32_t itt, wedtl;
 };
 
@@ -153,6 +161,7 @@ struct iscsi_srv {
 	/* worker pool for writes (blocking I/O off the connection threads) */
 	pthread_t workers[ISCSI_WORKERS];
 	int nworkers;
+	int read_offload;            /* 0 adaptive, 1 never, 2 always (VMFSD_ISCSI_READ_OFFLOAD) */
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
 	struct job *q_head, *q_tail;

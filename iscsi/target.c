@@ -189,6 +189,12 @@ int iscsi_srv_create(struct iscsi_srv **out)
 		return -e;
 	}
 	s->next_tsih = 1;
+	{
+		/* tests force the read path: "always" or "never" offload */
+		const char *e = getenv("VMFSD_ISCSI_READ_OFFLOAD");
+
+		s->read_offload = !e ? 0 : !strcmp(e, "always") ? 2 : !strcmp(e, "never") ? 1 : 0;
+	}
 	pthread_mutex_init(&s->q_lock, NULL);
 	pthread_cond_init(&s->q_cond, NULL);
 	*out = s;

@@ -50,10 +50,12 @@ class Target:
     def url(self, iqn, lun=0, cred=""):
         return f"iscsi://{cred}{self.portal}/{iqn}/{lun}"
 
-    def start(self, args):
+    def start(self, args, env=None):
         self.log = open(self.tmp / "vmfsd.log", "a")
+        e = dict(os.environ)
+        e.update(env or {})
         self.proc = subprocess.Popen([bin_path("vmfsd"), "--state-dir", str(self.state)] + args,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=e)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -494,4 +496,26 @@ def test_many_luns_and_config_file(tmp_path):
     assert t.ctl("target", "remove", iqn, "39").returncode == 0
     r = run(["iscsi-readcapacity16", "-i", INI, t.url(iqn, 39)])
     assert r.returncode != 0
+    assert t.stop() == 0
+
+
+def test_offloaded_reads(tmp_path):
+    """Reads from slow LUNs run in the worker pool; force that path."""
+    t = Target(tmp_path, free_port())
+    img = sparse(tmp_path / "r.img", 256 << 20)
+    data = os.urandom(32 << 20)
+    with open(img, "r+b") as f:
+        f.write(data)
+    t.start(["--iscsi", t.portal, "--lun", f"{T_THIN},file:{img},thin"],
+            env={"VMFSD_ISCSI_READ_OFFLOAD": "always"})
+    url = t.url(T_THIN)
+    back = tmp_path / "back.raw"
+    r = run(["qemu-img", "convert", "-f", "raw", "-O", "raw", url, str(back)])
+    assert r.returncode == 0, r.stderr
+    with open(back, "rb") as f:
+        assert f.read(32 << 20) == data
+    r = run(["iscsi-test-cu", "-d", "-t", "ALL.Read10,ALL.Read16,ALL.iSCSIResiduals,"
+             "ALL.Verify16,ALL.CompareAndWrite", "-i", INI, url], timeout=300)
+    res = classify(r.stdout)
+    assert res and all(v != "FAIL" for v in res.values()), r.stdout[-3000:]
     assert t.stop() == 0
