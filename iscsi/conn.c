@@ -219,7 +219,16 @@ void *worker_main(void *arg)
 		if (!s->q_head)
 			s->q_tail = NULL;
 		pthread_mutex_unlock(&s->q_lock);
-		scsi_exec(&j->t);
+		if (j->rd) { /* keep scoring: a LUN that got fast again goes inline */
+			struct timespec a, b;
+
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			scsi_exec(&j->t);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			note_read_time(j->ls, &a, &b);
+		} else {
+			scsi_exec(&j->t);
+		}
 		c = j->c;
 		pthread_mutex_lock(&c->done_lock);
 		j->next = c->done;
@@ -275,6 +284,7 @@ static bool offload(struct conn *c, uint32_t itt, const uint8_t *lunf, const uin
 	j->buflen = j->buf ? out_len : 0;
 	memcpy(j->cdb, cdb, cdb_len);
 	j->c = c;
+	j->ls = ls;
 	j->itt = itt;
 	j->wedtl = wedtl;
 	j->r2ts = c->cur_r2ts;     /* ExpDataSN of the response */

@@ -74,6 +74,7 @@ struct wtask {
 struct job {
 	struct job *next;
 	struct conn *c;
+	struct lun_slot *ls;         /* referenced by the connection's LUN cache */
 	struct scsi_task t;
 	uint8_t cdb[260];
 	uint8_t *buf;                /* data-out, owned */
