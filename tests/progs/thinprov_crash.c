@@ -9,6 +9,9 @@
  *              tp (thinprov_pwrite: allocate TBZ, write + flush, then the fs)
  *              conv (thinprov_inflate: every hole / TBZ block of the disk
  *                    zeroed in place, 4 MiB per step)
+ *              del  (thinprov_unlink of a fully written disk, discarding its
+ *                    blocks: after recovery the disk is either gone or holds
+ *                    all its data — a discard before the commit would zero it)
  *     JOURNAL  journal (commit hook = the per-host redo journal, as a host
  *              mount runs it) | none (single host without hooks)
  *     RUNS     number of cut points (I/O index x seed)
@@ -19,7 +22,7 @@
  * the unflushed writes survives, one may be torn), replays the journal and
  * reads the whole disk back.
  * Prints "runs=N exposed=M first=..." and exits 0 when nothing stale was
- * seen, 3 when stale data was exposed, 1 on other errors.
+ * seen (del: no data lost), 3 when it was, 1 on other errors.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -94,11 +97,28 @@ static int cow_ats(void *p, uint64_t off, const void *exp, const void *nd, void 
 	return cow_io(&v, 1, off, true);
 }
 static void cow_close(void *p) { (void)p; }
-static const struct vmfs_bdev_ops cow_ops = { cow_readv, cow_writev, cow_flush, NULL, cow_ats, cow_close };
+/* discard = punch hole: the range reads zeros afterwards */
+static int cow_discard(void *p, uint64_t off, uint64_t len)
+{
+	static uint8_t z[64 << 10];
+	(void)p;
+	while (len) {
+		size_t n = len < sizeof(z) ? (size_t)len : sizeof(z);
+		struct iovec v = { z, n };
+		int e = cow_io(&v, 1, off, true);
+		if (e)
+			return e;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+static const struct vmfs_bdev_ops cow_ops = { cow_readv, cow_writev, cow_flush, cow_discard, cow_ats, cow_close };
 
 static struct vmfs_bdev *cow_dev(void)
 {
-	struct vmfs_bdev_info info = { .size = DEV_SIZE, .lbs = 512, .pbs = 512, .ats = VMFS_ATS_OFD_LOCK };
+	struct vmfs_bdev_info info = { .size = DEV_SIZE, .lbs = 512, .pbs = 512, .ats = VMFS_ATS_OFD_LOCK,
+				       .discard = true };
 	struct vmfs_bdev *bd = NULL;
 
 	strcpy(info.kind, "cow");
@@ -128,7 +148,8 @@ static const struct vmfs_fs_hooks jhooks = { .commit = h_commit, .committed = h_
 
 static uint64_t jnl_off;
 static const uint64_t jnl_len = MiB;
-static bool use_tp, use_conv, use_journal, kind_tbz;
+static bool use_tp, use_conv, use_del, use_journal, kind_tbz;
+static uint8_t fillbyte(uint64_t off) { return (uint8_t)(off * 31 / 512 + 0x41) | 1; }
 
 static int open_fs(struct vmfs_bdev *dev, struct vmfs_volume **vol, struct vmfs_fs **fs, bool hooks)
 {
@@ -191,6 +212,16 @@ static int setup(void)
 		e = vmfs_create(fs, VMFS_ROOT_ADDR, "disk", 0600, 0, 0, &addr);
 	if (!e)
 		e = thinprov_provision(fs, addr, DISK_SIZE, kind_tbz ? THINPROV_ZEROEDTHICK : THINPROV_THIN, NULL);
+	if (!e && use_del) {
+		uint8_t *d = malloc(DISK_SIZE);
+		if (!d)
+			return -ENOMEM;
+		for (uint64_t o = 0; o < DISK_SIZE; o++)
+			d[o] = fillbyte(o);
+		e = (int)thinprov_pwrite(fs, addr, d, DISK_SIZE, 0, NULL);
+		e = e == (int)DISK_SIZE ? 0 : (e < 0 ? e : -EIO);
+		free(d);
+	}
 	vmfs_fs_close(fs);
 	vmfs_volume_close(vol);
 	setup_phase = false;
@@ -211,6 +242,10 @@ static int workload(struct vmfs_fs *fs, uint32_t addr, uint64_t seed)
 		{ 15 * MiB + MiB - 512, 512 },  /* last sector */
 	};
 
+	if (use_del) {
+		int e = thinprov_unlink(fs, VMFS_ROOT_ADDR, "disk", NULL, NULL);
+		return e ? e : vmfs_fs_sync(fs);
+	}
 	if (use_conv) {
 		struct thinprov_opts o = { .chunk = 4 * MiB };
 		int e = thinprov_pwrite(fs, addr, "conv", 4, 3 * MiB, NULL) == 4 ? 0 : -EIO;
@@ -289,15 +324,34 @@ static int run(uint64_t fail_at, uint64_t seed, uint64_t *ios, uint64_t *first_b
 			return e;
 	}
 	e = vmfs_resolve(fs, "/disk", &addr);
+	if (use_del && e == -ENOENT) {
+		vmfs_fs_close(fs);
+		vmfs_volume_close(vol);
+		return 0;   /* deleted: fine */
+	}
 	buf = malloc(DISK_SIZE);
 	if (!buf)
 		e = -ENOMEM;
 	if (!e) {
 		int64_t r = vmfs_pread(fs, addr, buf, DISK_SIZE, 0);
+		if (r == -ENOENT && use_del) {
+			/* no journal: the entry may outlive its FD (nlink 0): gone too */
+			free(buf);
+			vmfs_fs_close(fs);
+			vmfs_volume_close(vol);
+			return 0;
+		}
 		if (r < 0)
 			e = (int)r;
 	}
-	if (!e) {
+	if (!e && use_del) {
+		for (uint64_t o = 0; o < DISK_SIZE; o++)
+			if (buf[o] != fillbyte(o)) {
+				*first_bad = o;
+				bad = 1;
+				break;
+			}
+	} else if (!e) {
 		for (uint64_t s = 0; s < DISK_SIZE / 512; s++)
 			if (!memcmp(buf + s * 512, STALE, sizeof(STALE) - 1)) {
 				if (!bad)
@@ -318,12 +372,13 @@ int main(int argc, char **argv)
 	int e;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: thinprov_crash tbz|thin fs|tp|conv journal|none RUNS\n");
+		fprintf(stderr, "usage: thinprov_crash tbz|thin fs|tp|conv|del journal|none RUNS\n");
 		return 2;
 	}
 	kind_tbz = !strcmp(argv[1], "tbz");
 	use_tp = !strcmp(argv[2], "tp");
 	use_conv = !strcmp(argv[2], "conv");
+	use_del = !strcmp(argv[2], "del");
 	use_journal = !strcmp(argv[3], "journal");
 	runs = strtoull(argv[4], NULL, 0);
 	e = setup();

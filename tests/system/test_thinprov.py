@@ -340,11 +340,13 @@ CRASH_RUNS = int(os.environ.get("VMFS_CRASH_RUNS", "100"))
 
 
 @pytest.mark.parametrize("kind", ["tbz", "thin"])
-@pytest.mark.parametrize("path,journal", [("tp", "journal"), ("tp", "none"), ("conv", "journal")])
+@pytest.mark.parametrize("path,journal", [("tp", "journal"), ("tp", "none"), ("conv", "journal"),
+                                          ("del", "journal")])
 def test_power_cut_first_writes_thinprov_path(kind, path, journal):
     """tp: first writes through thinprov_pwrite; conv: inflate/eager-zero of the
-    whole disk.  100 cut points per configuration with the journal (the host
-    configuration), 50 without."""
+    whole disk; del: unlink with reclaim (the disk is gone or intact, never
+    discarded while still referenced).  100 cut points per configuration with
+    the journal (the host configuration), 50 without."""
     runs = CRASH_RUNS if (path, journal) == ("tp", "journal") else max(CRASH_RUNS // 2, 20)
     p = run([prog_path("thinprov_crash"), kind, path, journal, runs], check=False, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -359,7 +361,7 @@ def test_power_cut_first_writes_thinprov_path(kind, path, journal):
                    strict=False)
 @pytest.mark.parametrize("kind", ["tbz", "thin"])
 def test_power_cut_first_writes_fs_path(kind):
-    p = run([prog_path("thinprov_crash"), kind, "fs", "journal", 300], check=False, timeout=300)
+    p = run([prog_path("thinprov_crash"), kind, "fs", "journal", 200], check=False, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
