@@ -33,7 +33,7 @@ def ds(tmp_path_factory):
     util(img, "truncate", "/thick.raw", 64 << 20)
     t = Target(tmp, free_port())
     t.img = img
-    t.start(["--volume", str(img), "--io-timeout", "1", "--iscsi", t.portal,
+    t.start(["--volume", str(img), "--iscsi", t.portal,
              "--lun", f"{IQN},/vmfs/volumes/ds1/thin.raw",
              "--lun", f"{IQN},/vmfs/volumes/ds1/thick.raw"])
     yield t
@@ -59,7 +59,7 @@ def test_datastore_lun_ats_and_lock(ds, tmp_path):
     # a second host mounting the same volume cannot export the same disk
     other = Target(tmp_path, free_port())
     r = subprocess.run([bin_path("vmfsd"), "--state-dir", str(tmp_path / "st2"), "--volume",
-                        str(ds.img), "--io-timeout", "1", "--iscsi", other.portal,
+                        str(ds.img), "--iscsi", other.portal,
                         "--lun", f"{IQN},/vmfs/volumes/ds1/thick.raw"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
