@@ -7,7 +7,8 @@ PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libaio-dev libiscsi-dev libnfs-dev librocksdb-dev uuid-dev libssl-dev libfuse3-dev fuse3
 libcmocka-dev python3 python3-pytest
 tgt libiscsi-bin libnfs-utils vmfs-tools fio qemu-utils xz-utils util-linux iproute2 rsync
-nfs-ganesha nfs-ganesha-vfs rpcbind"
+nfs-ganesha nfs-ganesha-vfs rpcbind
+qemu-system-x86 busybox-static"
 
 missing=""
 for p in $PKGS; do
