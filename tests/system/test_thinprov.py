@@ -381,7 +381,10 @@ def test_through_a_fuse_mount(tmp_path):
         st = {t: os.stat(mnt / f"{t}-flat.vmdk") for t in ("thin", "zeroedthick", "eagerzeroedthick")}
         assert st["thin"].st_blocks == 0 and st["zeroedthick"].st_blocks * 512 == 12 * MiB
         out = run([K, "-t0", mnt / "thin.vmdk"]).stdout
-        assert "[           0:    12582912] --> [NOMP" in out and "type thin" in out
+        assert "[           0:    12582912] --> [NOMP" in out
+        for t in ("thin", "zeroedthick", "eagerzeroedthick"):
+            out = run([K, "-t0", mnt / f"{t}.vmdk"]).stdout
+            assert f"Disk: type {t}, provisioned 12582912," in out, out
         with open(mnt / "thin-flat.vmdk", "r+b") as f:
             f.seek(5 * MiB)
             f.write(piece)

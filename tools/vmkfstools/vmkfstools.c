@@ -651,17 +651,42 @@ static int px_copy(int in, int out, uint64_t size, struct prog *p)
 	return e;
 }
 
-static int px_type(int fd, uint64_t size, const char *desc_text)
+/* Usage through a mount: allocated from st_blocks, written = what SEEK_DATA
+ * reports as data (vmfs-fuse reports TBZ blocks as holes, as ext4/xfs do for
+ * unwritten extents), to-be-zeroed = allocated but not data. */
+static int px_usage(int fd, uint64_t size, struct thinprov_usage *u)
 {
 	struct stat st;
+	off_t pos = 0;
 
+	memset(u, 0, sizeof(*u));
 	if (fstat(fd, &st))
 		return -errno;
-	if ((uint64_t)st.st_blocks * 512 >= size && size)
-		return THINPROV_ZEROEDTHICK;   /* thick: zeroed or not cannot be seen here */
-	if (desc_text && strstr(desc_text, "ddb.thinProvisioned = \"1\""))
-		return THINPROV_THIN;
-	return size ? THINPROV_THIN : THINPROV_THIN;
+	u->provisioned = size;
+	u->allocated = (uint64_t)st.st_blocks * 512;
+	while ((uint64_t)pos < size) {
+		off_t d = lseek(fd, pos, SEEK_DATA), h;
+		if (d < 0) {
+			if (errno == ENXIO)
+				break;
+			return -errno;
+		}
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > size)
+			h = (off_t)size;
+		u->written += (uint64_t)(h - d);
+		pos = h;
+	}
+	if (u->written > u->allocated)
+		u->written = u->allocated;   /* data in no block: resident file */
+	u->tbz = u->allocated > u->written && u->written < size ? u->allocated - u->written : 0;
+	if (u->allocated < size || size == 0)
+		u->type = THINPROV_THIN;
+	else if (u->written < size)
+		u->type = THINPROV_ZEROEDTHICK;
+	else
+		u->type = THINPROV_EAGERZEROEDTHICK;
+	return 0;
 }
 
 /* ---- commands ---------------------------------------------------------------------- */
@@ -899,7 +924,8 @@ static int cmd_extend(const char *path)
 	if (direct()) {
 		e = thinprov_extend(fs, d.addr, size, &o, &rc);
 	} else {
-		int type = px_type(d.fd, cur, d.desc_text);
+		struct thinprov_usage pu;
+		int type = px_usage(d.fd, cur, &pu) ? THINPROV_THIN : pu.type;
 		if (size < cur)
 			e = ftruncate(d.fd, (off_t)size) ? -errno : 0;
 		else if (type == THINPROV_THIN)
@@ -1073,12 +1099,9 @@ static void print_usage_line(const char *what, const struct thinprov_usage *u, b
 	human(u->allocated, b, sizeof(b));
 	human(u->written, c, sizeof(c));
 	human(u->tbz, t, sizeof(t));
-	if (tbz_known)
-		printf("%s: type %s, provisioned %s, allocated %s, written %s, to-be-zeroed %s\n", what,
-		       thinprov_type_name(u->type), a, b, c, t);
-	else
-		printf("%s: type %s, provisioned %s, allocated %s (through a mount: TBZ not visible)\n",
-		       what, u->type == THINPROV_THIN ? "thin" : "thick", a, b);
+	printf("%s: type %s, provisioned %s, allocated %s, written %s, to-be-zeroed %s%s\n", what,
+	       thinprov_type_name(u->type), a, b, c, t,
+	       tbz_known ? "" : " (through a mount: written = SEEK_DATA extents)");
 }
 
 static int cmd_info(const char *path)
@@ -1170,13 +1193,9 @@ static int cmd_info(const char *path)
 	if (!stat(path, &st) && S_ISREG(st.st_mode)) {
 		struct disk d;
 		if (!disk_open(path, &d, false)) {
-			struct thinprov_usage fu = { 0 };
-			struct stat fst;
-			fu.provisioned = disk_size(&d);
-			if (!fstat(d.fd, &fst))
-				fu.allocated = (uint64_t)fst.st_blocks * 512;
-			fu.type = px_type(d.fd, fu.provisioned, d.desc_text);
-			print_usage_line(path, &fu, false);
+			struct thinprov_usage fu;
+			if (!px_usage(d.fd, disk_size(&d), &fu))
+				print_usage_line(path, &fu, false);
 			disk_close(&d);
 		}
 	}
@@ -1246,12 +1265,10 @@ static int cmd_map(const char *path)
 			off = (uint64_t)h;
 		}
 		if (!e) {
-			struct thinprov_usage fu = { .provisioned = size };
-			struct stat fst;
-			if (!fstat(d.fd, &fst))
-				fu.allocated = (uint64_t)fst.st_blocks * 512;
-			fu.type = px_type(d.fd, size, d.desc_text);
-			print_usage_line("Disk", &fu, false);
+			struct thinprov_usage fu;
+			e = px_usage(d.fd, size, &fu);
+			if (!e)
+				print_usage_line("Disk", &fu, false);
 		}
 	}
 	disk_close(&d);
