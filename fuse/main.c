@@ -51,6 +51,8 @@ static void usage(FILE *f)
 "     nodirect            use the page cache of the extents (default for files)\n"
 "     direct_io           bypass the kernel page cache for every open file\n"
 "     attr_timeout=S      attribute cache timeout in seconds (default 1)\n"
+"     fs_writes           every write through the filesystem's transactions\n"
+"                         (no in-place writes; for measuring)\n"
 "     entry_timeout=S     name cache timeout in seconds (default 1)\n"
 "     allow_other, default_permissions, fsname=..., and other FUSE options\n"
 "                         (default_permissions is always on)\n");
@@ -59,7 +61,7 @@ static void usage(FILE *f)
 struct cfg {
 	bool foreground, debug, single, ro;
 	int direct;                 /* -1 auto, 0 off, 1 on */
-	bool direct_io;
+	bool direct_io, fs_writes;
 	uint64_t io_timeout_ms, lock_wait_ms;
 	double attr_timeout, entry_timeout;
 	uint8_t uuid[16];
@@ -134,6 +136,8 @@ static int parse_opts(struct cfg *c, const char *arg)
 			c->direct = 0;
 		} else if (!strcmp(tok, "direct_io")) {
 			c->direct_io = true;
+		} else if (!strcmp(tok, "fs_writes")) {
+			c->fs_writes = true;
 		} else if (!strncmp(tok, "attr_timeout=", 13)) {
 			if (parse_double(tok + 13, &c->attr_timeout)) {
 				fprintf(stderr, "vmfs-fuse: bad attr_timeout: %s\n", tok + 13);
@@ -338,6 +342,7 @@ int main(int argc, char **argv)
 	v.ro = c.ro;
 	v.debug = c.debug;
 	v.direct_io = c.direct_io;
+	v.fs_writes = c.fs_writes;
 	v.attr_timeout = c.attr_timeout;
 	v.entry_timeout = c.entry_timeout;
 	v.direct_bdev = c.direct == 1 || (c.direct == -1 && is_blockdev(paths[0]));

@@ -656,6 +656,19 @@ static int open_node(struct vf *v, uint32_t addr, uint32_t gen, struct fuse_file
 	return 0;
 }
 
+static void undo_open(struct vf *v, uint32_t addr, struct fuse_file_info *fi)
+{
+	struct vf_node *n = vf_node_find(v, addr);
+	bool w = fi->fh & FH_WRITE, last_w, last;
+
+	if (n) {
+		vf_node_close(v, n, w, &last_w, &last);
+		vf_node_maybe_free(v, n);
+	}
+	if (w)
+		vmfs_host_unlock_file(v->host, addr);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vf *v = VF(req);
@@ -677,7 +690,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r)
 		fuse_reply_err(req, -r);
 	else if (fuse_reply_open(req, fi) == -ENOENT)
-		fuse_reply_none(req);
+		undo_open(v, addr, fi);   /* interrupted: no release will come */
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -724,7 +737,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		if (!r)
 			e.attr.st_size = 0;
 	}
-	fuse_reply_create(req, &e, fi);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		undo_open(v, a, fi);   /* interrupted: no release, no forget will come */
+		vf_node_forget(v, a, 1);
+	}
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -964,7 +980,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	/* Fast path: inside allocated blocks, write in place; what the FD must
 	 * learn (size, mtime) is committed at flush. */
 	pthread_rwlock_rdlock(&n->layout);
-	r = direct_target(v, n, (uint64_t)off, size, &lv);
+	r = v->fs_writes ? 0 : direct_target(v, n, (uint64_t)off, size, &lv);
 	if (r == 1) {
 		r = write_lv(v, buf, size, lv);
 		if (!r) {
@@ -994,7 +1010,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		src = b;
 	}
 	pthread_rwlock_wrlock(&n->layout);
-	r = preallocate(v, n, (uint64_t)off, end);
+	r = v->fs_writes ? 0 : preallocate(v, n, (uint64_t)off, end);
 	if (r == 1) {
 		/* the blocks are there now: write in place */
 		r = direct_target(v, n, (uint64_t)off, size, &lv);

@@ -63,6 +63,7 @@ struct vf {
 	bool ro;
 	bool direct_bdev;          /* extents opened with O_DIRECT: bounce buffers */
 	bool direct_io;            /* -o direct_io: no page cache for any open */
+	bool fs_writes;            /* -o fs_writes: every write through vmfs_pwrite (measuring) */
 	bool debug;
 	double attr_timeout, entry_timeout;
 	uint32_t sys_addr[16];     /* system files of the root */
