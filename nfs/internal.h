@@ -149,6 +149,10 @@ int mount3_dispatch(struct nfs_call *c, uint32_t proc, struct xdr_in *x, struct 
 /** Release the write locks idle for NFS_LOCK_IDLE_S (all when @all). */
 void nfs_wlocks_reap(struct nfs_srv *s, bool all);
 
+/* rpc.c: append the record-marked reply to one call (nothing for no reply). */
+void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
+		     struct xdr_out *o);
+
 /* rpcbind.c */
 int nfs_rpcbind_set(struct nfs_srv *s, bool set);
 

@@ -211,8 +211,8 @@ static int resolve(struct req *q, const struct wire_fh *w, uint32_t *addr, struc
 		return NFS3ERR_STALE;
 	if (r)
 		return errno_to_nfs(r);
-	if (vmfs_addr_allocated(q->fs, fh.addr) == 0)
-		return NFS3ERR_STALE;
+	/* a freed FD is written with nlink 0 (vmfs_stat: -ENOENT) and a reused
+	 * one has a new generation: no bitmap read needed */
 	*addr = fh.addr;
 	return NFS3_OK;
 }

@@ -106,10 +106,10 @@ static int pmap_dispatch(struct nfs_call *c, uint32_t proc, struct xdr_in *x, st
 	return RPC_PROC_UNAVAIL;
 }
 
-void nfs_srv_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
-		     uint8_t **reply, size_t *reply_len)
+void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
+		     struct xdr_out *o)
 {
-	struct xdr_out o = { 0 };
+	size_t start = o->len;
 	struct xdr_in x;
 	struct nfs_call c = { .s = s, .peer = peer };
 	uint32_t xid, mtype, rpcvers, prog, vers, proc, flavor, vflavor, clen, vlen;
@@ -117,8 +117,6 @@ void nfs_srv_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_
 	size_t hdr;
 	int st;
 
-	*reply = NULL;
-	*reply_len = 0;
 	xin_init(&x, rec, len);
 	xid = xin_u32(&x);
 	mtype = xin_u32(&x);
@@ -129,11 +127,11 @@ void nfs_srv_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_
 	vers = xin_u32(&x);
 	proc = xin_u32(&x);
 	if (x.err) {
-		accepted(&o, xid, RPC_GARBAGE_ARGS);
+		accepted(o, xid, RPC_GARBAGE_ARGS);
 		goto done;
 	}
 	if (rpcvers != RPC_VERS) {
-		denied(&o, xid, RPC_MISMATCH_, RPC_VERS, RPC_VERS, true);
+		denied(o, xid, RPC_MISMATCH_, RPC_VERS, RPC_VERS, true);
 		goto done;
 	}
 	flavor = xin_u32(&x);
@@ -142,71 +140,83 @@ void nfs_srv_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_
 	verf = xin_var(&x, &vlen, 400);
 	(void)verf;
 	if (x.err) {
-		denied(&o, xid, RPC_AUTH_ERROR, AUTH_BADCRED_, 0, false);
+		denied(o, xid, RPC_AUTH_ERROR, AUTH_BADCRED_, 0, false);
 		goto done;
 	}
 	c.cred.flavor = flavor;
 	if (flavor == FLAVOR_SYS) {
 		if (!parse_auth_sys(cred, clen, &c.cred)) {
-			denied(&o, xid, RPC_AUTH_ERROR, AUTH_BADCRED_, 0, false);
+			denied(o, xid, RPC_AUTH_ERROR, AUTH_BADCRED_, 0, false);
 			goto done;
 		}
 	} else if (flavor == FLAVOR_NONE) {
 		/* AUTH_NONE: NULL procedures, MOUNT and the portmapper only */
 		if (clen || (prog == NFS_PROG && proc != 0)) {
-			denied(&o, xid, RPC_AUTH_ERROR, clen ? AUTH_BADCRED_ : AUTH_TOOWEAK_, 0, false);
+			denied(o, xid, RPC_AUTH_ERROR, clen ? AUTH_BADCRED_ : AUTH_TOOWEAK_, 0, false);
 			goto done;
 		}
 		c.cred.uid = c.cred.gid = 65534;
 	} else {
-		denied(&o, xid, RPC_AUTH_ERROR, AUTH_REJECTEDCRED_, 0, false);
+		denied(o, xid, RPC_AUTH_ERROR, AUTH_REJECTEDCRED_, 0, false);
 		goto done;
 	}
 	if (vflavor != FLAVOR_NONE && vflavor != FLAVOR_SYS) {
-		denied(&o, xid, RPC_AUTH_ERROR, AUTH_BADVERF_, 0, false);
+		denied(o, xid, RPC_AUTH_ERROR, AUTH_BADVERF_, 0, false);
 		goto done;
 	}
 	if ((prog == NFS_PROG && vers != NFS_VERS) || (prog == MOUNT_PROG && vers != MOUNT_VERS) ||
 	    (prog == PMAP_PROG && vers != 2)) {
-		accepted(&o, xid, RPC_PROG_MISMATCH);
-		xout_u32(&o, prog == PMAP_PROG ? 2 : 3);
-		xout_u32(&o, prog == PMAP_PROG ? 2 : 3);
+		accepted(o, xid, RPC_PROG_MISMATCH);
+		xout_u32(o, prog == PMAP_PROG ? 2 : 3);
+		xout_u32(o, prog == PMAP_PROG ? 2 : 3);
 		goto done;
 	}
 	if (prog != NFS_PROG && prog != MOUNT_PROG && !(prog == PMAP_PROG && s->have_pmap)) {
-		accepted(&o, xid, RPC_PROG_UNAVAIL);
+		accepted(o, xid, RPC_PROG_UNAVAIL);
 		goto done;
 	}
-	accepted(&o, xid, RPC_SUCCESS);
-	hdr = o.len;
+	accepted(o, xid, RPC_SUCCESS);
+	hdr = o->len;
 	if (prog == NFS_PROG)
-		st = nfs3_dispatch(&c, proc, &x, &o);
+		st = nfs3_dispatch(&c, proc, &x, o);
 	else if (prog == MOUNT_PROG)
-		st = mount3_dispatch(&c, proc, &x, &o);
+		st = mount3_dispatch(&c, proc, &x, o);
 	else
-		st = pmap_dispatch(&c, proc, &x, &o);
+		st = pmap_dispatch(&c, proc, &x, o);
 	if (getenv("VMFS_NFS_TRACE"))
 		nfs_log(s, VMFS_LOG_INFO, "call prog %u proc %u -> rpc %d nfs %u", prog, proc, st,
-			o.len >= hdr + 4 ? (uint32_t)o.buf[hdr] << 24 | (uint32_t)o.buf[hdr + 1] << 16 |
-			(uint32_t)o.buf[hdr + 2] << 8 | o.buf[hdr + 3] : 0xffffffffu);
+			o->len >= hdr + 4 ? (uint32_t)o->buf[hdr] << 24 | (uint32_t)o->buf[hdr + 1] << 16 |
+			(uint32_t)o->buf[hdr + 2] << 8 | o->buf[hdr + 3] : 0xffffffffu);
 	if (st != RPC_SUCCESS) {
 		/* rewrite the accept status, drop anything encoded */
-		o.len = hdr - 4;
-		xout_u32(&o, (uint32_t)st);
+		o->len = hdr - 4;
+		xout_u32(o, (uint32_t)st);
 	}
 done:
-	if (o.err || o.len < 8 || o.len - 4 > 0x7fffffff) {
-		xout_free(&o);
+	if (o->err || o->len < start + 8 || o->len - start - 4 > 0x7fffffff) {
+		o->len = start;        /* out of memory: no reply, the client retries */
+		o->err = false;
 		return;
 	}
 	{
-		uint32_t mark = 0x80000000u | (uint32_t)(o.len - 4);
+		uint32_t mark = 0x80000000u | (uint32_t)(o->len - start - 4);
+		uint8_t *m = o->buf + start;
 
-		o.buf[0] = (uint8_t)(mark >> 24);
-		o.buf[1] = (uint8_t)(mark >> 16);
-		o.buf[2] = (uint8_t)(mark >> 8);
-		o.buf[3] = (uint8_t)mark;
+		m[0] = (uint8_t)(mark >> 24);
+		m[1] = (uint8_t)(mark >> 16);
+		m[2] = (uint8_t)(mark >> 8);
+		m[3] = (uint8_t)mark;
 	}
+}
+
+void nfs_srv_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
+		     uint8_t **reply, size_t *reply_len)
+{
+	struct xdr_out o = { 0 };
+
+	nfs_rpc_process(s, peer, rec, len, &o);
+	if (!o.len)
+		xout_free(&o);
 	*reply = o.buf;
 	*reply_len = o.len;
 }

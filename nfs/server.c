@@ -226,14 +226,13 @@ static void *conn_main(void *arg)
 	struct nfs_conn *c = arg;
 	struct nfs_srv *s = c->s;
 	uint8_t *rec = malloc(NFS_MAX_RECORD);
+	struct xdr_out out = { 0 };    /* kept across calls: no 1 MiB malloc per READ */
 	size_t len = 0;
 	bool over = false;
 
 	while (rec && !s->stop) {
 		uint8_t m[4];
 		uint32_t mark, flen;
-		uint8_t *reply;
-		size_t rlen;
 
 		if (conn_read(c, m, 4))
 			break;
@@ -262,11 +261,12 @@ static void *conn_main(void *arg)
 			if (reply_oversize(c, rec, len))
 				break;
 		} else {
-			nfs_srv_process(s, c->peer, rec, len, &reply, &rlen);
-			if (reply) {
-				int w = conn_write(c->fd, reply, rlen);
+			/* replies to calls that arrived together go out together */
+			nfs_rpc_process(s, c->peer, rec, len, &out);
+			if (out.len && (c->rpos == c->rlen || out.len >= (256u << 10))) {
+				int w = conn_write(c->fd, out.buf, out.len);
 
-				free(reply);
+				out.len = 0;
 				if (w)
 					break;
 			}
@@ -274,6 +274,7 @@ static void *conn_main(void *arg)
 		len = 0;
 		over = false;
 	}
+	xout_free(&out);
 	free(rec);
 	close(c->fd);
 	pthread_mutex_lock(&s->mu);

@@ -56,7 +56,7 @@ class Server:
         self.proc = subprocess.Popen([bin_path("vmfsd"), "--state-dir", str(self.state),
                                       "--io-timeout", "0.5"] + list(args),
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("vmfsd exited: " + (self.d / "vmfsd.log").read_text())
@@ -374,7 +374,8 @@ ip link set lo up
 mount -t tmpfs tmpfs /run
 if [ "$MODE" = rpcbind ]; then
     rpcbind -f -w & RPCB=$!
-    for i in $(seq 100); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.05; done
+    for i in $(seq 400); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.05; done
+    rpcinfo -p 127.0.0.1 >/dev/null
     PM=""
 else
     RPCB=""
@@ -387,7 +388,8 @@ cleanup() {
     [ -n "$RPCB" ] && kill -TERM $RPCB 2>/dev/null; true
 }
 trap cleanup EXIT
-for i in $(seq 200); do [ -S "$D/state-$MODE/vmfsd.sock" ] && break; sleep 0.05; done
+for i in $(seq 1200); do [ -S "$D/state-$MODE/vmfsd.sock" ] && break; sleep 0.05; done
+[ -S "$D/state-$MODE/vmfsd.sock" ] || { echo "vmfsd did not start"; exit 3; }
 rpcinfo -p 127.0.0.1 | grep -E '100003|100005' || true
 "$NFS_CLIENT" mkdir 127.0.0.1 2049 / vm-$MODE >/dev/null
 U=nfs://127.0.0.1/vm-$MODE
