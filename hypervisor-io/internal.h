@@ -97,6 +97,7 @@ struct vh_dev {
 	pthread_cond_t wcond;
 	struct vh_req *whead, *wtail;
 	bool wstop;
+	uint64_t poll_ns;          /* busy-poll a ring this long after work */
 	/* stats */
 	uint64_t st_requests, st_errors, st_unsupp, st_conns;
 	bool connected;

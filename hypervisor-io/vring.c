@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/virtio_ring.h>
@@ -247,11 +248,54 @@ static unsigned drain(struct vh_vq *q)
 	return n;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void set_no_notify(struct vh_vq *q, bool on)
+{
+	struct vring_used *u = q->used;
+	uint16_t f = on ? VRING_USED_F_NO_NOTIFY : 0;
+
+	__atomic_store_n(&u->flags, f, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* After work, watch the ring for a while without sleeping (and without
+ * asking for kicks): a front-end that submits again right after a
+ * completion is served without a wake-up.  \return true if work came. */
+static bool spin(struct vh_vq *q)
+{
+	const struct vring_avail *av = q->avail;
+	uint64_t end;
+
+	if (q->dev->poll_ns == 0)
+		return false;
+	end = now_ns() + q->dev->poll_ns;
+	set_no_notify(q, true);
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (ld16(&av->idx) != q->last_avail)
+				return true;
+			__builtin_ia32_pause();
+		}
+	} while (now_ns() < end);
+	set_no_notify(q, false);
+	/* a request posted while kicks were off would otherwise wait */
+	return ld16(&av->idx) != q->last_avail;
+}
+
 static void *vq_main(void *arg)
 {
 	struct vh_vq *q = arg;
 
-	drain(q);
+	do
+		drain(q);
+	while (spin(q));
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = q->kick_fd, .events = POLLIN },
 					{ .fd = q->stop_fd, .events = POLLIN } };
@@ -268,8 +312,11 @@ static void *vq_main(void *arg)
 			break;
 		if (read(q->kick_fd, &v, 8) < 0 && errno != EAGAIN)
 			break;
-		drain(q);
+		do
+			drain(q);
+		while (spin(q));
 	}
+	set_no_notify(q, false);
 	return NULL;
 }
 

@@ -78,7 +78,9 @@ struct vhost_blk_opts {
 	const char *socket_path;  /* created (an old socket file is replaced) */
 	struct vhost_disk *disk;  /* borrowed until vhost_blk_destroy */
 	unsigned num_queues;      /* 1..16 (0 = 1) */
-	unsigned workers;         /* I/O worker threads (0 = 4) */
+	unsigned workers;         /* I/O worker threads (0 = 16) */
+	int poll_us;              /* after work, watch the rings this long before
+	                             sleeping on the kick eventfd (0 = 32, < 0 never) */
 	vhost_log_fn log;
 	void *log_ctx;
 };

@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,11 +262,14 @@ static int setup(void)
 		return r;
 	if (qn < nq)
 		die(3, "back-end has %" PRIu64 " queues, %u asked", qn, nq);
-	struct { uint32_t off, size, flags; uint8_t p[sizeof(cfg)]; } c = { 0, sizeof(cfg), 0, { 0 } };
+	/* the virtio 1.1 layout (60 bytes): what QEMU 7.2's back-ends answer */
+	const uint32_t clen = offsetof(struct virtio_blk_config, unused1) + 3;
+	struct { uint32_t off, size, flags; uint8_t p[sizeof(cfg)]; } c = { 0, clen, 0, { 0 } };
 
-	if ((r = send_msg(GET_CONFIG, 0, &c, sizeof(c), NULL, 0)) || (r = recv_reply(GET_CONFIG, &c, sizeof(c))))
+	if ((r = send_msg(GET_CONFIG, 0, &c, 12 + clen, NULL, 0)) || (r = recv_reply(GET_CONFIG, &c, 12 + clen)))
 		return r;
-	memcpy(&cfg, c.p, sizeof(cfg));
+	memset(&cfg, 0, sizeof(cfg));
+	memcpy(&cfg, c.p, clen);
 	struct { uint32_t n, pad; uint64_t gpa, size, uaddr, off; } m = {
 		1, 0, GPA_BASE, mem_size, (uint64_t)(uintptr_t)mem, 0 };
 

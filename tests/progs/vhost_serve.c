@@ -2,7 +2,7 @@
  * vhost_serve: the vhost-user-blk back-end over a plain file, without vmfsd
  * (tests of the protocol, the bench's raw-file comparison).
  *
- *   vhost_serve [-q QUEUES] [-w WORKERS] [-d] [-r] SOCKET FILE
+ *   vhost_serve [-q QUEUES] [-w WORKERS] [-p POLL_US] [-d] [-r] SOCKET FILE
  *     -d O_DIRECT when guest buffers allow   -r read-only
  * Runs until SIGTERM/SIGINT; prints "ready" once the socket listens.
  */
@@ -24,8 +24,9 @@ int main(int argc, char **argv)
 	sigset_t ss;
 	int c, sig, r;
 
-	while ((c = getopt(argc, argv, "q:w:dr")) != -1) {
+	while ((c = getopt(argc, argv, "q:w:p:dr")) != -1) {
 		switch (c) {
+		case 'p': o.poll_us = atoi(optarg); break;
 		case 'q': o.num_queues = (unsigned)atoi(optarg); break;
 		case 'w': o.workers = (unsigned)atoi(optarg); break;
 		case 'd': flags |= VHOST_DISK_DIRECT; break;
