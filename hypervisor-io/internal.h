@@ -73,6 +73,7 @@ struct vh_vq {
 	int kick_fd, call_fd, err_fd;
 	bool enabled;
 	bool running;
+	uint64_t spin_ns;          /* current busy-poll window (adaptive) */
 	pthread_t thr;
 	int stop_fd;               /* eventfd: ask the queue thread to stop */
 	pthread_mutex_t lock;      /* used ring + inflight */

@@ -267,15 +267,18 @@ static void set_no_notify(struct vh_vq *q, bool on)
 
 /* After work, watch the ring for a while without sleeping (and without
  * asking for kicks): a front-end that submits again right after a
- * completion is served without a wake-up.  \return true if work came. */
+ * completion is served without a wake-up.  The window adapts as QEMU's
+ * does: halved when it ran out, doubled (up to poll_us) when a sleep turned
+ * out shorter than poll_us, so an idle or CPU-starved queue stops burning
+ * the CPU its front-end needs.  \return true if work came. */
 static bool spin(struct vh_vq *q)
 {
 	const struct vring_avail *av = q->avail;
 	uint64_t end;
 
-	if (q->dev->poll_ns == 0)
+	if (q->spin_ns == 0)
 		return false;
-	end = now_ns() + q->dev->poll_ns;
+	end = now_ns() + q->spin_ns;
 	set_no_notify(q, true);
 	do {
 		for (int i = 0; i < 64; i++) {
@@ -284,6 +287,7 @@ static bool spin(struct vh_vq *q)
 			__builtin_ia32_pause();
 		}
 	} while (now_ns() < end);
+	q->spin_ns = q->spin_ns / 2 < 1000 ? 0 : q->spin_ns / 2;
 	set_no_notify(q, false);
 	/* a request posted while kicks were off would otherwise wait */
 	return ld16(&av->idx) != q->last_avail;
@@ -293,18 +297,25 @@ static void *vq_main(void *arg)
 {
 	struct vh_vq *q = arg;
 
+	q->spin_ns = q->dev->poll_ns;
 	do
 		drain(q);
 	while (spin(q));
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = q->kick_fd, .events = POLLIN },
 					{ .fd = q->stop_fd, .events = POLLIN } };
-		uint64_t v;
+		uint64_t v, t0 = now_ns(), slept;
 
 		if (poll(pf, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
+		}
+		slept = now_ns() - t0;
+		if (slept < q->dev->poll_ns) {
+			q->spin_ns = q->spin_ns * 2 < 4000 ? 4000 : q->spin_ns * 2;
+			if (q->spin_ns > q->dev->poll_ns)
+				q->spin_ns = q->dev->poll_ns;
 		}
 		if (pf[1].revents)
 			break;
