@@ -185,3 +185,19 @@ def test_extents_opened_o_direct(tmp_path):
                       "--output-format=json", timeout=90)
             assert json.loads(out[out.index("{"):])["jobs"][0]["error"] == 0
     vmfsck_clean(img)
+
+
+def test_fio_concurrent_jobs_verify(vol):
+    """Four writers on disjoint ranges of one file (the daemon's threads race
+    on in-place writes, first writes into holes and preallocation) and a
+    mixed QD16 read/write job: every block verifies."""
+    m, d, src = vol
+    out = run("fio", "--name=v", f"--filename={m.path('conc')}", "--size=6M", "--numjobs=4",
+              "--offset_increment=6M", "--rw=randwrite", "--bsrange=4k-128k", "--ioengine=psync",
+              "--verify=crc32c", "--verify_fatal=1", "--group_reporting",
+              "--output-format=json", timeout=120)
+    assert json.loads(out[out.index("{"):])["jobs"][0]["error"] == 0
+    out = run("fio", "--name=v", f"--filename={m.path('mixed')}", "--size=24M", "--rw=randrw",
+              "--bsrange=4k-256k", "--ioengine=libaio", "--iodepth=16", "--direct=1",
+              "--verify=crc32c", "--verify_fatal=1", "--output-format=json", timeout=120)
+    assert json.loads(out[out.index("{"):])["jobs"][0]["error"] == 0
