@@ -40,6 +40,7 @@ struct vmfs_fs {
 	uint32_t gen_counter;
 	uint8_t *zero_block;      /* bs bytes of zeros */
 	pthread_mutex_t txn_lock; /* one metadata transaction at a time in this process */
+	bool fresh_data;          /* the open txn wrote data that its commit exposes */
 	char last_error[512];
 };
 

@@ -902,6 +902,16 @@ static int alloc_data(struct vmfs_txn *t, struct vmfs_inode *ino, uint32_t *addr
 }
 
 /* Write a whole fresh block: zeros around [boff, boff+n) of @src (src may be NULL). */
+/* Write bytes that become readable through the file only when the current
+ * transaction commits (a new block, a TBZ block being filled, zeros beyond the
+ * old EOF): the commit must not reach the disk before they do, so the txn
+ * flushes the device before it commits (txn.c). */
+static int write_unexposed(struct vmfs_fs *fs, uint64_t lv, const void *buf, size_t n)
+{
+	fs->fresh_data = true;
+	return write_bytes(fs, lv, buf, n);
+}
+
 static int write_fresh(struct vmfs_fs *fs, uint64_t lv, uint64_t bsz, uint64_t boff,
 		       const void *src, uint64_t n)
 {
@@ -909,15 +919,15 @@ static int write_fresh(struct vmfs_fs *fs, uint64_t lv, uint64_t bsz, uint64_t b
 	int e;
 
 	if (boff == 0 && n == bsz && src)
-		return write_bytes(fs, lv, src, n);
+		return write_unexposed(fs, lv, src, n);
 	if (!src || n == 0)
-		return write_bytes(fs, lv, fs->zero_block, bsz);
+		return write_unexposed(fs, lv, fs->zero_block, bsz);
 	tmp = malloc(bsz);
 	if (!tmp)
 		return -ENOMEM;
 	memset(tmp, 0, bsz);
 	memcpy(tmp + boff, src, n);
-	e = write_bytes(fs, lv, tmp, bsz);
+	e = write_unexposed(fs, lv, tmp, bsz);
 	free(tmp);
 	return e;
 }
@@ -1033,7 +1043,7 @@ int ino_truncate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t size)
 				uint64_t tail = bsz - size % bsz;
 				e = data_lv(fs, a, &lv);
 				if (!e)
-					e = write_bytes(fs, lv + size % bsz, fs->zero_block, tail);
+					e = write_unexposed(fs, lv + size % bsz, fs->zero_block, tail);
 				if (e)
 					return e;
 			}
@@ -1079,7 +1089,7 @@ int ino_fallocate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint
 			return e;
 		bool tbz = (flags & VMFS_ALLOC_TBZ) && !(flags & VMFS_ALLOC_ZERO);
 		if (!tbz) {
-			e = write_bytes(fs, index * fs->bs, fs->zero_block, fs->bs);
+			e = write_unexposed(fs, index * fs->bs, fs->zero_block, fs->bs);
 			if (e)
 				return e;
 		}
@@ -1125,7 +1135,7 @@ int ino_prepare_write(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, 
 			continue;
 		e = data_lv(fs, a, &lv);
 		if (!e)
-			e = write_bytes(fs, lv, fs->zero_block, fs->bs);
+			e = write_unexposed(fs, lv, fs->zero_block, fs->bs);
 		if (!e)
 			e = bmap_set(t, ino, b, a & ~VMFS_FB_TBZ);
 		if (e)

@@ -17,6 +17,7 @@ void txn_init(struct vmfs_txn *t, struct vmfs_fs *fs)
 	memset(t, 0, sizeof(*t));
 	t->fs = fs;
 	pthread_mutex_lock(&fs->txn_lock);
+	fs->fresh_data = false;
 }
 
 static struct vmfs_txn_sector *find_sec(struct vmfs_txn *t, uint64_t off)
@@ -217,6 +218,16 @@ int txn_commit(struct vmfs_txn *t)
 	if (!t->nsecs)
 		goto out;
 	qsort(t->secs, t->nsecs, sizeof(t->secs[0]), cmp_sec);
+	/* Ordered data: blocks this transaction makes readable (new blocks, TBZ
+	 * blocks filled, zeroed tails) must be durable before the metadata that
+	 * points at them, or a power cut could expose stale device content. */
+	if (fs->fresh_data) {
+		r = vmfs_bdev_flush(fs->bd);
+		if (r) {
+			fs_err(fs, "flush of new data blocks failed: %d", r);
+			goto out;
+		}
+	}
 	if (fs->have_hooks && fs->hooks.commit) {
 		r = fs->hooks.commit(fs->hooks.ctx, t->secs, t->nsecs);
 		if (r) {

@@ -227,7 +227,7 @@ int tp_zero_tbz(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len,
 		return e;
 	if (end > size)
 		end = size;
-	if (!(tp_flags(o) & THINPROV_TRUST_FS_ORDER)) {
+	if (tp_flags(o) & THINPROV_DOUBLE_WRITE) {
 		e = prewrite_tbz(fs, addr, off, end - off, NULL, &any);
 		if (e)
 			return e;
@@ -263,7 +263,7 @@ int64_t thinprov_pwrite(struct vmfs_fs *fs, uint32_t addr, const void *buf, size
 		return -EINVAL;
 	if (!len)
 		return 0;
-	if (!(tp_flags(o) & THINPROV_TRUST_FS_ORDER)) {
+	if (tp_flags(o) & THINPROV_DOUBLE_WRITE) {
 		e = tp_size(fs, addr, &size);
 		if (e)
 			return e;
@@ -293,7 +293,7 @@ static int eager_range(struct vmfs_fs *fs, uint32_t addr, uint64_t from, uint64_
 
 	for (uint64_t p = from; p < to && !e; p += chunk) {
 		uint64_t n = to - p < chunk ? to - p : chunk;
-		if (tp_flags(o) & THINPROV_TRUST_FS_ORDER) {
+		if (!(tp_flags(o) & THINPROV_DOUBLE_WRITE)) {
 			e = vmfs_fallocate(fs, addr, p, n, VMFS_ALLOC_ZERO);
 		} else {
 			e = vmfs_fallocate(fs, addr, p, n, VMFS_ALLOC_TBZ);
@@ -430,7 +430,7 @@ static int zero_all(struct vmfs_fs *fs, uint32_t addr, bool holes, const struct 
 		uint64_t n = size - p < chunk ? size - p : chunk;
 		if (holes) {
 			e = vmfs_fallocate(fs, addr, p, n,
-					   (tp_flags(o) & THINPROV_TRUST_FS_ORDER ? VMFS_ALLOC_ZERO
+					   (!(tp_flags(o) & THINPROV_DOUBLE_WRITE) ? VMFS_ALLOC_ZERO
 										  : VMFS_ALLOC_TBZ) |
 					   VMFS_ALLOC_KEEP_SIZE);
 			if (e)

@@ -13,14 +13,12 @@
  * Every operation here works through the public filesystem API (fs.h) on a
  * file the caller holds (for a cluster host: vmfs_host_lock_file EXCL).
  *
- * Ordering.  Unless THINPROV_TRUST_FS_ORDER is given, every block that turns
- * from hole/TBZ into written data does so in three steps: (1) allocate it
- * TBZ (reads as zeros whatever the device holds), (2) write its final
- * content straight to the LV and flush, (3) let the filesystem write it
- * again and clear the TBZ flag in its transaction.  A crash at any point
- * shows either zeros or the data, never what the device held before: this
- * does not rely on the filesystem flushing data before it commits metadata
- * (fs/ currently does not; see docs/thinprov.md).  It costs a second write.
+ * Ordering.  A block that turns from hole/TBZ into data must never, after a
+ * crash, show what the device held before.  The filesystem guarantees it:
+ * a transaction that makes new data readable flushes that data before its
+ * metadata is committed (fs/txn.c).  THINPROV_DOUBLE_WRITE adds a belt and
+ * braces path that does not rely on it: allocate TBZ, write the content
+ * straight to the LV and flush, then let the fs write it again.
  *
  * Reclaim.  Every call that frees blocks takes the file's extent map before
  * the operation and, after the filesystem transaction has committed, passes
@@ -60,7 +58,7 @@ typedef int (*thinprov_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 #define THINPROV_NO_DISCARD      0x1u  /* do not pass freed ranges to the device */
 #define THINPROV_FORCE           0x2u  /* allow shrinking (data past the new end is lost) */
-#define THINPROV_TRUST_FS_ORDER  0x4u  /* single write: rely on fs ordering data before metadata */
+#define THINPROV_DOUBLE_WRITE    0x4u  /* write new blocks and flush before the fs does (see above) */
 
 struct thinprov_opts {
 	unsigned flags;                /* THINPROV_* */

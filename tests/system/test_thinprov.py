@@ -353,12 +353,6 @@ def test_power_cut_first_writes_thinprov_path(kind, path, journal):
     assert f"runs={runs} exposed=0" in p.stdout
 
 
-@pytest.mark.xfail(reason="fs bug: ino_write/write_fresh (and ino_fallocate ZERO, ino_prepare_write) "
-                          "write a new block's data unflushed, then txn_commit hands the metadata "
-                          "(TBZ cleared / pointer set) to the journal, which writes the commit record "
-                          "and only then flushes: a power cut can keep the commit record without the "
-                          "data, and replay exposes the block's stale content (docs/thinprov.md)",
-                   strict=False)
 @pytest.mark.parametrize("kind", ["tbz", "thin"])
 def test_power_cut_first_writes_fs_path(kind):
     p = run([prog_path("thinprov_crash"), kind, "fs", "journal", 200], check=False, timeout=300)
