@@ -1160,6 +1160,8 @@ void *conn_main(void *arg)
 		c->rx_len += (size_t)n;
 	}
 out:
+	if (c->ffp && !c->discovery)
+		iscsi_log(3, "iscsi: session from %s (%s) ended", c->peer, c->initiator);
 	drain(c, false);
 	while (c->nwt)
 		wtask_free(c, c->nwt - 1);

@@ -174,6 +174,7 @@ struct iscsi_srv {
 };
 
 /* target.c */
+void iscsi_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct lun_slot *tgt_lun_get(struct conn *c, uint16_t lun);
 void tgt_put(struct iscsi_srv *s, struct target *t);
 void lun_slot_put(struct iscsi_srv *s, struct lun_slot *ls);

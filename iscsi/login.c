@@ -209,8 +209,8 @@ static void login_reply(struct conn *c, const uint8_t *req, uint8_t flags, uint1
 
 static int login_fail(struct conn *c, const uint8_t *req, uint16_t status, const char *why)
 {
-	fprintf(stderr, "iscsi: login from %s (%s) refused: %s\n", c->peer,
-		c->initiator[0] ? c->initiator : "?", why);
+	iscsi_log(1, "iscsi: login from %s (%s) refused: %s", c->peer,
+		  c->initiator[0] ? c->initiator : "?", why);
 	login_reply(c, req, 0, status, NULL);
 	c->closing = true;
 	return 0;
@@ -487,6 +487,9 @@ int login_pdu(struct conn *c, uint8_t *h, uint8_t *data, uint32_t dsl)
 			s->next_tsih = 1;
 		pthread_mutex_unlock(&s->lock);
 		login_reply(c, h, (uint8_t)(0x80 | csg << 2 | nsg), LS_OK, &tb);
+		iscsi_log(2, "iscsi: %s session from %s (%s) to %s%s", c->discovery ? "discovery" : "normal",
+			  c->peer, c->initiator, c->tgt ? c->tgt->iqn : "-",
+			  c->auth == 2 && c->need_chap ? " (CHAP)" : "");
 		c->hdigest = c->login_hdigest;
 		c->ddigest = c->login_ddigest;
 		c->ffp = true;

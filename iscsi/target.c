@@ -2,6 +2,7 @@
  * listening portals and the accept thread. */
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -12,6 +13,29 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+/* ---- messages ------------------------------------------------------------------ */
+
+static void (*log_fn)(int level, const char *msg);
+
+void iscsi_set_log(void (*fn)(int level, const char *msg))
+{
+	log_fn = fn;
+}
+
+void iscsi_log(int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (log_fn)
+		log_fn(level, msg);
+	else if (level <= 2)
+		fprintf(stderr, "%s\n", msg);
+}
 
 /* ---- LUN specs ------------------------------------------------------------ */
 
@@ -671,11 +695,31 @@ void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json)
 				fprintf(f, "%s", i ? ", " : "");
 				json_str(f, t->initiators[i]);
 			}
-			fprintf(f, "], \"sessions\": %d, \"luns\": [", nsess);
+			fprintf(f, "], \"sessions\": [");
+			bool first_s = true;
+
+			for (struct conn *c = s->conns; c; c = c->next) {
+				if (c->tgt != t)
+					continue;
+				fprintf(f, "%s{\"initiator\": ", first_s ? "" : ", ");
+				json_str(f, c->initiator);
+				fprintf(f, ", \"isid\": \"%02x%02x%02x%02x%02x%02x\", \"tsih\": %u, "
+					"\"peer\": ", c->isid[0], c->isid[1], c->isid[2], c->isid[3],
+					c->isid[4], c->isid[5], c->tsih);
+				json_str(f, c->peer);
+				fprintf(f, "}");
+				first_s = false;
+			}
+			fprintf(f, "], \"luns\": [");
 		} else {
 			fprintf(f, "target %s  chap=%s mutual=%s acl=%d sessions=%d\n", t->iqn,
 				t->chap_user[0] ? "yes" : "no", t->mutual_user[0] ? "yes" : "no",
 				t->ninitiators, nsess);
+			for (struct conn *c = s->conns; c; c = c->next)
+				if (c->tgt == t)
+					fprintf(f, "  session %s isid %02x%02x%02x%02x%02x%02x tsih %u from %s\n",
+						c->initiator, c->isid[0], c->isid[1], c->isid[2],
+						c->isid[3], c->isid[4], c->isid[5], c->tsih, c->peer);
 		}
 		first_t = false;
 		bool first_l = true;

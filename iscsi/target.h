@@ -54,6 +54,10 @@ int iscsi_srv_add_lun(struct iscsi_srv *s, const char *spec, int *lun_out,
 int iscsi_srv_remove(struct iscsi_srv *s, const char *iqn, int lun, char *err, size_t errlen);
 /** List targets, LUNs and sessions (text table or JSON). */
 void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json);
+/** Where the target's messages go (default: stderr).  @level: 0 error,
+ *  1 warning, 2 info, 3 debug. */
+void iscsi_set_log(void (*fn)(int level, const char *msg));
+
 /** Number of portals listened on. */
 int iscsi_srv_nportals(struct iscsi_srv *s);
 

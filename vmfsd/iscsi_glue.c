@@ -83,6 +83,12 @@ static int resolve_datastore(void *arg, const char *volume, const char *rest,
 	return -ENOENT;
 }
 
+static void glue_log(int level, const char *msg)
+{
+	vlog(level == 0 ? VLOG_ERROR : level == 1 ? VLOG_WARN : level == 2 ? VLOG_INFO : VLOG_DEBUG,
+	     "%s", msg);
+}
+
 int vmfsd_iscsi_start(struct vmfsd *d)
 {
 	struct collect portals = { .n = 0 }, luns = { .n = 0 };
@@ -96,6 +102,7 @@ int vmfsd_iscsi_start(struct vmfsd *d)
 		return r;
 	}
 	backing_set_datastore_resolver(resolve_datastore, d);
+	iscsi_set_log(glue_log);
 	/* Portals: flags/config replace the remembered ones. */
 	if (d->cfg.niscsi) {
 		r = vstore_scan(d->store, "iscsi/portal/", drop_cb, d->store);

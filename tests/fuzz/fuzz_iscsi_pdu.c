@@ -19,6 +19,10 @@ static struct iscsi_srv *srv;
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void quiet(int level, const char *msg)
+{
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char path[] = "/tmp/fuzz-iscsi-XXXXXX", spec[256], err[256];
@@ -27,6 +31,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (fd < 0 || ftruncate(fd, 1 << 20))
 		abort();
 	close(fd);
+	iscsi_set_log(quiet);
 	if (iscsi_srv_create(&srv))
 		abort();
 	snprintf(spec, sizeof(spec), "iqn.2024-01.org.openvmfs:fuzz,file:%s,thin", path);
