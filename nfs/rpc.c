@@ -177,6 +177,7 @@ void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_
 	}
 	accepted(o, xid, RPC_SUCCESS);
 	hdr = o->len;
+	double t0 = nfs_now();
 	if (prog == NFS_PROG)
 		st = nfs3_dispatch(&c, proc, &x, o);
 	else if (prog == MOUNT_PROG)
@@ -184,7 +185,8 @@ void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_
 	else
 		st = pmap_dispatch(&c, proc, &x, o);
 	if (getenv("VMFS_NFS_TRACE"))
-		nfs_log(s, VMFS_LOG_INFO, "call prog %u proc %u -> rpc %d nfs %u", prog, proc, st,
+		nfs_log(s, VMFS_LOG_INFO, "call prog %u proc %u (%.0f us) -> rpc %d nfs %u", prog, proc,
+			(nfs_now() - t0) * 1e6, st,
 			o->len >= hdr + 4 ? (uint32_t)o->buf[hdr] << 24 | (uint32_t)o->buf[hdr + 1] << 16 |
 			(uint32_t)o->buf[hdr + 2] << 8 | o->buf[hdr + 3] : 0xffffffffu);
 	if (st != RPC_SUCCESS) {

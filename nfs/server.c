@@ -315,7 +315,7 @@ static void *accept_main(void *arg)
 			struct nfs_conn *c;
 			pthread_attr_t at;
 			pthread_t t;
-			int fd, one = 1;
+			int fd, one = 1, bufsz = 4 << 20;
 
 			if (!(p[i].revents & POLLIN))
 				continue;
@@ -323,6 +323,9 @@ static void *accept_main(void *arg)
 			if (fd < 0)
 				continue;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			/* room for a whole 1 MiB READ reply / WRITE call in flight */
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
 			c = calloc(1, sizeof(*c));
 			if (!c) {
 				close(fd);
