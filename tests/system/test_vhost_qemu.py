@@ -1,7 +1,8 @@
 """A real QEMU guest (TCG) on our vhost-user-blk back-end: vmfsd exports a
 thin datastore disk; a Debian kernel with a busybox initramfs built here sees
 the disk with the right size, writes a host-made random pattern with
-O_DIRECT, reads it back (checksum), discards a range, flushes, powers off.
+O_DIRECT, reads it back (checksum), discards a range, flushes, runs fio in
+verify mode on another range (4K random writes, QD8, crc32c), powers off.
 On the host the datastore file holds exactly that content and the thin
 disk's allocated blocks are exactly those the guest wrote."""
 import hashlib
@@ -66,23 +67,47 @@ dd if=/dev/vda of=/back bs=64k skip=%(seek)d count=%(count)d iflag=direct 2>/dev
 echo "GUEST: READBACK=$(sha256sum /back | cut -d' ' -f1)"
 blkdiscard -o %(doff)d -l %(dlen)d /dev/vda && echo "GUEST: DISCARDED"
 sync; blockdev --flushbufs /dev/vda && echo "GUEST: FLUSHED"
+if [ -x /usr/bin/fio ]; then
+  /usr/bin/fio --name=v --filename=/dev/vda --offset=%(foff)d --size=%(fsize)d --direct=1 --ioengine=libaio \
+      --iodepth=8 --rw=randwrite --bs=4k --verify=crc32c --verify_fatal=1 --do_verify=1 \
+      --output=/fio.out >/dev/null 2>&1
+  echo "GUEST: FIO_RC=$?"
+  echo "GUEST: FIO_VERIFY_ERRORS=$(grep -ci 'verify.*\(fail\|bad\|error\)' /fio.out)"
+  grep -E 'IOPS|err=' /fio.out | sed 's/^/GUEST: fio: /'
+fi
 echo "GUEST: DONE"
 poweroff -f
 """
 
 
-def build_initramfs(tmp_path, mods, pattern, seek, doff, dlen):
+def add_fio(root):
+    """/usr/bin/fio and every library ldd names (Debian's fio links ~60)."""
+    (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy("/usr/bin/fio", root / "usr" / "bin" / "fio")
+    out = subprocess.run(["ldd", "/usr/bin/fio"], stdout=subprocess.PIPE, text=True, check=True).stdout
+    for lib in re.findall(r"(/\S+\.so[^\s]*)", out):
+        dst = root / lib.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(lib), dst)
+    for d in ("lib64", "tmp"):
+        (root / d).mkdir(exist_ok=True)
+
+
+def build_initramfs(tmp_path, mods, pattern, seek, doff, dlen, fio_range=None):
     root = tmp_path / "initrd"
     for d in ("bin", "proc", "sys", "dev", "lib/modules"):
         (root / d).mkdir(parents=True, exist_ok=True)
     shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    if fio_range:
+        add_fio(root)
     for m in MODULES:
         src = next(mods.rglob(m + ".ko"))
         shutil.copy(src, root / "lib" / "modules" / (m + ".ko"))
     (root / "pattern").write_bytes(pattern)
     init = root / "init"
+    foff, fsize = fio_range or (0, 0)
     init.write_text(INIT % dict(mods=" ".join(LOAD_ORDER), seek=seek // 65536,
-                                count=len(pattern) // 65536, doff=doff, dlen=dlen))
+                                count=len(pattern) // 65536, doff=doff, dlen=dlen, foff=foff, fsize=fsize))
     init.chmod(0o755)
     out = tmp_path / "initrd.cpio.gz"
     files = subprocess.run("find .", shell=True, cwd=root, stdout=subprocess.PIPE, check=True).stdout
@@ -101,15 +126,17 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path):
     run([bin_path("vmkfstools"), "--volume", img, "-c", "48m", "-d", "thin", "/g.vmdk"])
     pattern = os.urandom(4 * MiB)
     seek, doff, dlen = 8 * MiB, 9 * MiB, MiB           # discard the 2nd MiB of the pattern
-    initrd = build_initramfs(tmp_path, mods, pattern, seek, doff, dlen)
+    fio_range = (24 * MiB, 4 * MiB) if shutil.which("fio") else None
+    initrd = build_initramfs(tmp_path, mods, pattern, seek, doff, dlen, fio_range)
     sock = str(tmp_path / "g.sock")
     d = Vmfsd(tmp_path, img, "h", "--vhost-user-blk", f"{sock},/g.vmdk")
     try:
         wait_path(sock, d.p)
         t0 = time.time()
-        q = run(["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-smp", "1", "-nographic",
+        mem = "768" if fio_range else "256"
+        q = run(["qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", "1", "-nographic",
                  "-no-reboot", "-nodefaults", "-serial", "stdio",
-                 "-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem",
+                 "-object", f"memory-backend-memfd,id=mem,size={mem}M,share=on", "-numa", "node,memdev=mem",
                  "-kernel", vmlinux, "-initrd", initrd,
                  "-append", "console=ttyS0 panic=-1 quiet",
                  "-chardev", f"socket,id=vub,path={sock}",
@@ -126,6 +153,8 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path):
         assert "WROTE" in lines, log[-3000:]
         assert lines["READBACK"] == want
         assert "DISCARDED" in lines and "FLUSHED" in lines, log[-3000:]
+        if fio_range:   # fio in the guest, verify mode: no verify errors
+            assert lines.get("FIO_RC") == "0" and lines.get("FIO_VERIFY_ERRORS") == "0", log[-3000:]
         lst = d.ctl("vdisk", "list").stdout
         assert "errors 0" in lst, lst
     finally:
@@ -134,10 +163,14 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path):
     # reads as zeros (the volume is a file: discard punches a hole in it)
     got = fs_read(img, "/g-flat.vmdk", 0, 48 * MiB)
     assert got[:seek] == bytes(seek)
-    assert got[seek + len(pattern):] == bytes(48 * MiB - seek - len(pattern))
+    fio_end = fio_range[0] + fio_range[1] if fio_range else seek + len(pattern)
+    assert got[seek + len(pattern):fio_range[0] if fio_range else None] == \
+        bytes((fio_range[0] if fio_range else 48 * MiB) - seek - len(pattern))
+    assert got[fio_end:] == bytes(48 * MiB - fio_end)
     assert got[seek:doff] == pattern[:doff - seek]
     assert got[doff + dlen:seek + len(pattern)] == pattern[doff + dlen - seek:]
     assert got[doff:doff + dlen] == bytes(dlen)
-    # thin: the four 1 MiB blocks under the pattern, nothing else
-    assert tmap(img, "/g.vmdk") == (4 * MiB, 4 * MiB)
+    # thin: the four 1 MiB blocks under the pattern (and fio's 4), nothing else
+    nblk = 4 + (fio_range[1] // MiB if fio_range else 0)
+    assert tmap(img, "/g.vmdk") == (nblk * MiB, nblk * MiB)
     print(f"guest run {took:.1f} s")
