@@ -146,10 +146,12 @@ def test_sigkill_mid_write_then_recovery(tmp_path):
                   "  p=os.path.join(d,'w%d'%(i%20)); i+=1\n"
                   "  with open(p,'ab') as f: f.write(os.urandom(300000))\n"
                   "  if i%3==0: os.unlink(p)\n")
+        werr = open(tmp_path / "writer.err", "w+")
         writer = subprocess.Popen(["python3", "-c", script, m.mnt],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=werr)
         time.sleep(1.5)
-        assert writer.poll() is None, "the writer died early"
+        werr.seek(0)
+        assert writer.poll() is None, "the writer died early: " + werr.read() + m.logtext()
         m.kill()
     finally:
         if writer:
