@@ -489,6 +489,36 @@ struct vmfs_bdev *vmfs_volume_bdev(struct vmfs_volume *v) { return v->lv; }
 
 const struct vmfs_volume_info *vmfs_volume_get_info(const struct vmfs_volume *v) { return &v->info; }
 
+static void quiet_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	(void)msg;
+}
+
+int vmfs_volume_extent_locate(struct vmfs_bdev *bd, uint64_t lv_off, uint64_t *dev_off)
+{
+	struct vmfs_volume *tmp = calloc(1, sizeof(*tmp));
+	uint64_t seg = lv_off / OD_SEGMENT_SIZE;
+	int r;
+
+	if (!tmp)
+		return -ENOMEM;
+	tmp->log = quiet_log;
+	tmp->ext[0].bd = bd;
+	r = read_extent(tmp, &tmp->ext[0], 0);
+	if (r == 0) {
+		const struct extent *e = &tmp->ext[0];
+
+		if (seg < e->first || seg > e->last)
+			r = -ENXIO;
+		else
+			*dev_off = e->base + OD_LVM_DATA_OFF + (lv_off - (uint64_t)e->first * OD_SEGMENT_SIZE);
+	}
+	free(tmp);
+	return r;
+}
+
 struct vmfs_bdev *vmfs_volume_extent(struct vmfs_volume *v, int i, uint32_t *first_seg,
 				     uint32_t *nsegs)
 {

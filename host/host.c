@@ -38,8 +38,7 @@ struct vmfs_host {
 	unsigned njournals;
 	uint64_t lock_wait_us;
 	atomic_bool lost;         /* heartbeat lost: every change refused */
-	atomic_bool joined;       /* heartbeat joined at least once */
-	struct xguard *xg[VMFS_MAX_EXTENTS];
+
 	pthread_t reaper;         /* reclaims dead hosts in the background */
 	bool reaper_running, reaper_stop;
 	pthread_cond_t reaper_cv;
@@ -367,6 +366,11 @@ static int setup_journal(struct vmfs_host *h)
 		if (r == 0)
 			r = vmfs_journal_open(h->lv, off, VMFS_HOST_JOURNAL_SIZE, 0, &h->jnl, NULL);
 	}
+	/* Say where it is in our slot, as ESXi does ("jrnl <FB n>"). */
+	if (r == 0)
+		r = vmfs_hb_set_journal(h->hb, off, VMFS_HOST_JOURNAL_SIZE,
+					vmfs_fb_make((uint32_t)(off / vmfs_fs_get_info(h->fs)->block_size),
+						     false));
 	if (r)
 		hlog(h, VMFS_LOG_ERR, "journal of slot %u: %s", slot, strerror(-r));
 	return r;
@@ -432,110 +436,6 @@ static void reaper_stop(struct vmfs_host *h)
 	pthread_mutex_unlock(&h->mu);
 	pthread_join(h->reaper, NULL);
 	h->reaper_running = false;
-}
-
-/* ---- fencing guard on each extent ---------------------------------------- */
-
-/* Sits directly on a physical extent, under the volume, so a request is
- * checked when it is about to reach the disk.  While this host may not do
- * I/O (vmfs_hb_io_allowed() false: fenced, or heartbeat lost) every request
- * fails with -EIO, except heartbeat I/O (the region's device offsets on the
- * extent holding LV segment 0) so that renewals can still unfence us.  Before
- * the first join, reads are allowed (the volume's headers are read to find
- * the heartbeat region; reads cannot harm other hosts) and nothing else. */
-struct xguard {
-	struct vmfs_bdev *lower;
-	struct vmfs_host *h;
-	uint64_t hb_lo, hb_hi;    /* device offsets of the heartbeat region, or 0,0 */
-	struct vmfs_bdev *dev;    /* the guard device itself */
-};
-
-static bool xguard_ok(struct xguard *g, uint64_t off, uint64_t len, bool read)
-{
-	struct vmfs_host *h = g->h;
-
-	if (off >= g->hb_lo && off + len <= g->hb_hi)
-		return true;
-	if (!atomic_load(&h->joined))
-		return read;
-	return !atomic_load(&h->lost) && vmfs_hb_io_allowed(h->hb);
-}
-
-static uint64_t iovlen(const struct iovec *iov, int n)
-{
-	uint64_t t = 0;
-
-	for (int i = 0; i < n; i++)
-		t += iov[i].iov_len;
-	return t;
-}
-
-static int xg_readv(void *p, const struct iovec *iov, int n, uint64_t off)
-{
-	struct xguard *g = p;
-
-	return xguard_ok(g, off, iovlen(iov, n), true) ? vmfs_bdev_readv(g->lower, iov, n, off) : -EIO;
-}
-
-static int xg_writev(void *p, const struct iovec *iov, int n, uint64_t off)
-{
-	struct xguard *g = p;
-
-	return xguard_ok(g, off, iovlen(iov, n), false) ? vmfs_bdev_writev(g->lower, iov, n, off) : -EIO;
-}
-
-static int xg_flush(void *p)
-{
-	struct xguard *g = p;
-
-	/* A flush only makes earlier (allowed) writes durable: always let it through. */
-	return vmfs_bdev_flush(g->lower);
-}
-
-static int xg_discard(void *p, uint64_t off, uint64_t len)
-{
-	struct xguard *g = p;
-
-	return xguard_ok(g, off, len, false) ? vmfs_bdev_discard(g->lower, off, len) : -EIO;
-}
-
-static int xg_ats(void *p, uint64_t off, const void *e, const void *nw, void *cur)
-{
-	struct xguard *g = p;
-
-	return xguard_ok(g, off, 512, false) ? vmfs_bdev_ats(g->lower, off, e, nw, cur) : -EIO;
-}
-
-static void xg_close(void *p)
-{
-	free(p);
-}
-
-static const struct vmfs_bdev_ops xguard_ops = {
-	.readv = xg_readv, .writev = xg_writev, .flush = xg_flush,
-	.discard = xg_discard, .ats = xg_ats, .close = xg_close,
-};
-
-static int xguard_wrap(struct vmfs_host *h, struct vmfs_bdev *lower, struct xguard **gp,
-		       struct vmfs_bdev **out)
-{
-	struct vmfs_bdev_info info = *vmfs_bdev_get_info(lower);
-	struct xguard *g = calloc(1, sizeof(*g));
-	int r;
-
-	if (!g)
-		return -ENOMEM;
-	g->lower = lower;
-	g->h = h;
-	snprintf(info.kind, sizeof(info.kind), "guard");
-	r = vmfs_bdev_create(&xguard_ops, g, &info, vmfs_bdev_uri(lower), out);
-	if (r) {
-		free(g);
-		return r;
-	}
-	g->dev = *out;
-	*gp = g;
-	return 0;
 }
 
 /* ---- mount / unmount ------------------------------------------------------ */
@@ -608,13 +508,24 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 			goto fail;
 		}
 		if (!rdonly) {
+			/* The fencing guard sits on the extent itself, so a request is
+			 * checked when it reaches the disk; heartbeat I/O (on the extent
+			 * holding LV segment 0) always passes, reads pass before the
+			 * first join so the volume's headers can be read. */
+			struct vmfs_hb_guard_opts go = { .hb_region_off = UINT64_MAX,
+							 .reads_before_join = true };
+			uint64_t dev_off;
+
 			if (vmfs_bdev_get_info(h->ext[i])->ats == VMFS_ATS_NONE) {
 				hlog(h, VMFS_LOG_ERR, "%s has no atomic test-and-set: it cannot be shared "
 				     "by hosts (mount it read-only)", paths[i]);
 				r = -EOPNOTSUPP;
 				goto fail;
 			}
-			r = xguard_wrap(h, h->ext[i], &h->xg[i], &h->guard[i]);
+			r = vmfs_volume_extent_locate(h->ext[i], VMFS_HB_REGION_OFF, &dev_off);
+			if (r == 0)
+				go.hb_region_off = dev_off;
+			r = vmfs_hb_guard_wrap_opts(h->hb, h->ext[i], &go, &h->guard[i]);
 			if (r)
 				goto fail;
 		}
@@ -631,24 +542,9 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 		goto fail;
 	h->lv = vmfs_volume_bdev(h->vol);
 	if (!rdonly) {
-		/* Heartbeat I/O passes the guards: find the region on the extent
-		 * that holds LV segment 0 (FORMAT.md 2.5: PE data from 0x1100000). */
-		for (int i = 0; i < n; i++) {
-			uint32_t first, nseg;
-			struct vmfs_bdev *e = vmfs_volume_extent(h->vol, i, &first, &nseg);
-
-			for (int k = 0; e && first == 0 && k < n; k++) {
-				if (h->xg[k] && h->xg[k]->dev == e) {
-					h->xg[k]->hb_lo = 0x1100000ull + VMFS_HB_REGION_OFF;
-					h->xg[k]->hb_hi = h->xg[k]->hb_lo + VMFS_HB_REGION_LEN;
-				}
-			}
-		}
 		r = vmfs_hb_set_bdev(h->hb, h->lv);
 		if (r == 0)
 			r = vmfs_hb_join(h->hb);
-		if (r == 0)
-			atomic_store(&h->joined, true);
 		if (r) {
 			hlog(h, VMFS_LOG_ERR, "cannot join the volume's heartbeat region: %s",
 			     strerror(-r));
@@ -663,7 +559,8 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 		for (int k = 0; k < VMFS_RES_COUNT; k++)
 			fo.preferred_cluster[k] = (uint32_t)vmfs_hb_slot(h->hb) * 7u + 1u;
 	}
-	fo.flags = o->fs_flags | (rdonly ? VMFS_FS_RDONLY : 0);
+	fo.flags = o->fs_flags | (rdonly ? VMFS_FS_RDONLY : 0) |
+		   (rdonly || (o->flags & VMFS_HOST_NO_DISCARD) ? 0 : VMFS_FS_DISCARD);
 	fo.log = o->log;
 	fo.log_ctx = o->log_ctx;
 	r = vmfs_fs_open(h->vol, &fo, &h->fs);

@@ -39,6 +39,10 @@ extern "C" {
  * lock that proves it, e.g. vmfsd's state-dir lock): reclaim its slots at
  * once (journal replayed) instead of waiting for the dead-host timeout. */
 #define VMFS_HOST_RECLAIM_OWN 0x4u
+/* Do not pass freed file blocks down to the device (by default they are
+ * discarded once the transaction that freed them has committed, while the
+ * resource cluster is still locked: punch hole on a file, UNMAP on a LUN). */
+#define VMFS_HOST_NO_DISCARD 0x8u
 
 #define VMFS_HOST_JOURNAL_SIZE (1u << 20)   /* one journal per slot */
 #define VMFS_HOST_JOURNAL_FILE ".jbc.sf"

@@ -67,6 +67,11 @@ const struct vmfs_volume_info *vmfs_volume_get_info(const struct vmfs_volume *v)
 /** Extent @i in segment order (for tools): device and its first segment. */
 struct vmfs_bdev *vmfs_volume_extent(struct vmfs_volume *v, int i, uint32_t *first_seg,
 				     uint32_t *nsegs);
+/** Where LV byte @lv_off lives on the single extent @bd, from that extent's
+ *  own LVM header, before a volume is assembled (a host uses it to place the
+ *  fencing guard's heartbeat window).  \return 0 and *dev_off; -ENXIO when
+ *  the extent does not hold that byte; -EINVAL when @bd is not an extent. */
+int vmfs_volume_extent_locate(struct vmfs_bdev *bd, uint64_t lv_off, uint64_t *dev_off);
 /** Flush every extent and close. */
 void vmfs_volume_close(struct vmfs_volume *v);
 

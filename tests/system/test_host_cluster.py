@@ -118,3 +118,25 @@ def test_kill9_in_the_middle_of_metadata_work(tmp_path):
     assert verify(img, lines + done) == len(lines) + len(done)
     fsck_vmfs_clean(img)
     assert [h[1] for h in live_hosts(img)] == ["self"]
+
+
+def test_two_hosts_on_a_spanned_volume(tmp_path):
+    """Extents given in the other order; the heartbeat region is on the first
+    segment's extent, which each host's fencing guard must find."""
+    e1, e2 = tmp_path / "e1.img", tmp_path / "e2.img"
+    with open(e2, "wb") as f:
+        f.truncate(1 << 30)
+    subprocess.run([bin_path("mkvmfs"), "-q", "-S", "1G", str(e1), str(e2)], check=True,
+                   capture_output=True)
+    spec = f"{e2},{e1}"
+    procs = [worker("--tag", f"s{i}", "--seconds", "3", "work", spec) for i in range(2)]
+    lines = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        lines += [l[5:] + "\n" for l in out.splitlines() if l.startswith("FILE ")]
+    assert lines
+    assert verify(f"{e1},{e2}", lines) == len(lines)
+    r = subprocess.run([bin_path("vmfsck"), "-n", str(e1), str(e2)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
