@@ -8,7 +8,7 @@ libaio-dev libiscsi-dev libnfs-dev librocksdb-dev uuid-dev libssl-dev libfuse3-d
 libcmocka-dev python3 python3-pytest
 tgt libiscsi-bin libnfs-utils vmfs-tools fio qemu-utils xz-utils util-linux iproute2 rsync
 nfs-ganesha nfs-ganesha-vfs rpcbind
-qemu-system-x86 busybox-static"
+qemu-system-x86 busybox-static sanlock"
 
 missing=""
 for p in $PKGS; do
