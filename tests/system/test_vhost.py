@@ -241,8 +241,11 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
     sock = str(tmp_path / "vz.sock")
     a = Vmfsd(tmp_path, img, "a")
     try:
-        a.ctl("vdisk", "export", "/z.vmdk", sock)
+        p = a.ctl("vdisk", "export", "/z.vmdk", sock, "num-queues=0", check=False)
+        assert p.returncode == 1 and "num-queues must be 1..16" in p.stderr
+        a.ctl("vdisk", "export", "/z.vmdk", sock, "num-queues=2")
         wait_path(sock, a.p)
+        assert "2 queue(s)" in a.ctl("vdisk", "list").stdout
         p = subprocess.Popen([prog_path("vhost_fe"), sock, "reconnect", "4", "6"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
