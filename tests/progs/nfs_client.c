@@ -10,6 +10,8 @@
  *                                          the URL/AUTH_SYS = getuid()); print "uid N gid N"
  *   nfs_client write HOST PORT EXPORT NAME  one FILE_SYNC WRITE to NAME: "write <nfsstat>"
  *   nfs_client mkdir HOST PORT EXPORT NAME  MKDIR NAME mode 0777: "mkdir <nfsstat>"
+ *   nfs_client verf HOST PORT EXPORT NAME   UNSTABLE WRITE to NAME (created if
+ *                                          missing): "verf <16 hex digits>"
  *
  * Exit: 0 ok, 1 a check failed, 2 usage/connection.
  */
@@ -797,6 +799,21 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("uid %u gid %u\n", w->attr.uid, w->attr.gid);
+		free(w);
+	} else if (!strcmp(argv[1], "verf") && argc > 5) {
+		struct waiter *w = create(&root, argv[5], UNCHECKED, NULL);
+		struct fh f = w->fh;
+
+		free(w);
+		w = write_(&f, 0, "v", 1, UNSTABLE);
+		if (w->status != NFS3_OK) {
+			printf("write %u\n", w->status);
+			return 1;
+		}
+		printf("verf ");
+		for (int i = 0; i < 8; i++)
+			printf("%02x", (unsigned char)w->verf[i]);
+		printf("\n");
 		free(w);
 	} else if (!strcmp(argv[1], "mkdir") && argc > 5) {
 		MKDIR3args md = { .where = { .dir = wire(&root), .name = argv[5] } };

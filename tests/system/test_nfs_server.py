@@ -341,6 +341,8 @@ def test_restart_in_the_middle_of_a_copy(tmp_path):
     s.start(["--volume", str(s.img), "--nfs", f"127.0.0.1:{s.port}", "--export", "/"])
     try:
         assert "mkdir 0" in s.client("mkdir", "/", "d").stdout
+        v1 = s.client("verf", "/d", "probe").stdout.split()
+        assert v1[0] == "verf" and s.client("verf", "/d", "probe").stdout.split() == v1
         src = tmp_path / "src.bin"
         src.write_bytes(os.urandom(96 << 20))
         cp = subprocess.Popen(["nfs-cp", str(src), s.url("/d/copy.bin")],
@@ -352,6 +354,9 @@ def test_restart_in_the_middle_of_a_copy(tmp_path):
         s.start([])          # from the store: same volume, listener and exports
         out, _ = cp.communicate(timeout=120)
         assert cp.returncode == 0, out
+        # a new server instance, a new write verifier (clients re-send UNSTABLE data)
+        v2 = s.client("verf", "/d", "probe").stdout.split()
+        assert v2[0] == "verf" and v2[1] != v1[1], (v1, v2)
         back = tmp_path / "back.bin"
         r = run(["nfs-cp", s.url("/d/copy.bin"), str(back)])
         assert r.returncode == 0, r.stdout + r.stderr
