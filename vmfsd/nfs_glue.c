@@ -151,7 +151,9 @@ int vmfsd_nfs_start(struct vmfsd *d)
 	}
 	if (r)
 		goto store_err;
-	for (int i = 0; i < d->nvols; i++) {
+	/* Without a listener nothing is served: leave the volumes untouched
+	 * (the handle key file is only created for volumes vmfsd serves). */
+	for (int i = 0; listen && i < d->nvols; i++) {
 		struct vmfsd_volume *v = &d->vols[i];
 
 		if (!v->host)
