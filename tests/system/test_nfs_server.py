@@ -115,6 +115,9 @@ def srv(tmp_path_factory):
     yield s
     assert s.stop() == 0
     assert "stopped cleanly" in (d / "vmfsd.log").read_text()
+    # everything the NFS clients did left a consistent volume
+    r = run([bin_path("vmfsck"), "-n", str(s.img)])
+    assert r.returncode == 0, r.stdout + r.stderr
     if str(d).startswith("/dev/shm/"):
         shutil.rmtree(d, ignore_errors=True)
 
