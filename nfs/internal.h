@@ -25,6 +25,7 @@
 #define NFS_MAX_EXPORTS 64
 #define NFS_MAX_CLIENTS 32
 #define NFS_MAX_LISTEN 8
+#define NFS_MAX_CONNS  256                   /* one thread each */
 #define NFS_LOCK_IDLE_S 2.0                  /* release a write lock this long after the last write */
 
 /* accept_stat / reject_stat / auth_stat (RFC 5531) */

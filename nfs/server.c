@@ -326,6 +326,15 @@ static void *accept_main(void *arg)
 			/* room for a whole 1 MiB READ reply / WRITE call in flight */
 			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
+			pthread_mutex_lock(&s->mu);
+			bool full = s->nconns >= NFS_MAX_CONNS;
+			pthread_mutex_unlock(&s->mu);
+			if (full) {
+				nfs_log(s, VMFS_LOG_WARN, "%d connections open: refusing another",
+					NFS_MAX_CONNS);
+				close(fd);
+				continue;
+			}
 			c = calloc(1, sizeof(*c));
 			if (!c) {
 				close(fd);
