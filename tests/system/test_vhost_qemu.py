@@ -1,8 +1,10 @@
 """A real QEMU guest (TCG) on our vhost-user-blk back-end: vmfsd exports a
 thin datastore disk; a Debian kernel with a busybox initramfs built here sees
 the disk with the right size, writes a host-made random pattern with
-O_DIRECT, reads it back (checksum), discards a range, flushes, runs fio in
-verify mode on another range (4K random writes, QD8, crc32c), powers off.
+O_DIRECT, reads it back (checksum), keeps rewriting a MiB while vmfsd is
+stopped and started again (QEMU's chardev reconnect=1 finds the restarted
+back-end, no write fails), discards a range, flushes, runs fio in verify
+mode on another range (4K random writes, QD8, crc32c), powers off.
 On the host the datastore file holds exactly that content and the thin
 disk's allocated blocks are exactly those the guest wrote."""
 import gzip
@@ -12,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -20,6 +23,7 @@ from conftest import BUILD, bin_path
 from test_vhost import MiB, Vmfsd, mkvol, run, tmap, wait_path
 
 CACHE = BUILD / "cache" / "kernel"
+LOOP_OFF = 32 << 20   # the guest rewrites 1 MiB here while vmfsd restarts
 MODULES = ["virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
            "virtio_blk"]
 LOAD_ORDER = ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
@@ -65,6 +69,12 @@ echo "GUEST: PATTERN=$(sha256sum /pattern | cut -d' ' -f1)"
 dd if=/pattern of=/dev/vda bs=64k seek=%(seek)d oflag=direct conv=fsync 2>/dev/null && echo "GUEST: WROTE"
 dd if=/dev/vda of=/back bs=64k skip=%(seek)d count=%(count)d iflag=direct 2>/dev/null
 echo "GUEST: READBACK=$(sha256sum /back | cut -d' ' -f1)"
+echo "GUEST: LOOP-START"
+n=0; ok=0; while [ $n -lt 40 ]; do
+  dd if=/pattern of=/dev/vda bs=64k count=16 seek=%(lseek)d oflag=direct conv=fsync 2>/dev/null && ok=$((ok+1))
+  n=$((n+1)); sleep 0.1
+done
+echo "GUEST: LOOPS=$ok/$n"
 blkdiscard -o %(doff)d -l %(dlen)d /dev/vda && echo "GUEST: DISCARDED"
 sync; blockdev --flushbufs /dev/vda && echo "GUEST: FLUSHED"
 if [ -x /usr/bin/fio ]; then
@@ -107,7 +117,8 @@ def build_initramfs(tmp_path, mods, pattern, seek, doff, dlen, fio_range=None):
     init = root / "init"
     foff, fsize = fio_range or (0, 0)
     init.write_text(INIT % dict(mods=" ".join(LOAD_ORDER), seek=seek // 65536,
-                                count=len(pattern) // 65536, doff=doff, dlen=dlen, foff=foff, fsize=fsize))
+                                count=len(pattern) // 65536, doff=doff, dlen=dlen, foff=foff, fsize=fsize,
+                                lseek=LOOP_OFF // 65536))
     init.chmod(0o755)
     out = tmp_path / "initrd.cpio.gz"
     files = subprocess.run("find .", shell=True, cwd=root, stdout=subprocess.PIPE, check=True).stdout
@@ -133,15 +144,34 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path):
         wait_path(sock, d.p)
         t0 = time.time()
         mem = "768" if fio_range else "256"
-        q = run(["qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", "1", "-nographic",
-                 "-no-reboot", "-nodefaults", "-serial", "stdio",
-                 "-object", f"memory-backend-memfd,id=mem,size={mem}M,share=on", "-numa", "node,memdev=mem",
-                 "-kernel", vmlinux, "-initrd", initrd,
-                 "-append", "console=ttyS0 panic=-1 quiet",
-                 "-chardev", f"socket,id=vub,path={sock}",
-                 "-device", "vhost-user-blk-pci,chardev=vub,num-queues=1"], check=False, timeout=150)
+        q = subprocess.Popen(["qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", "1", "-nographic",
+                              "-no-reboot", "-nodefaults", "-serial", "stdio",
+                              "-object", f"memory-backend-memfd,id=mem,size={mem}M,share=on",
+                              "-numa", "node,memdev=mem", "-kernel", str(vmlinux), "-initrd", str(initrd),
+                              "-append", "console=ttyS0 panic=-1 quiet",
+                              "-chardev", f"socket,id=vub,path={sock},reconnect=1",
+                              "-device", "vhost-user-blk-pci,chardev=vub,num-queues=1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        watchdog = threading.Timer(150, q.kill)
+        watchdog.start()
+        out, restarted = [], False
+        try:
+            for line in q.stdout:
+                out.append(line)
+                if "GUEST: LOOP-START" in line and not restarted:
+                    # the guest keeps writing: stop vmfsd cleanly and start it
+                    # again (the store has the export); QEMU reconnects
+                    d.stop()
+                    d = Vmfsd(tmp_path, img, "h")
+                    restarted = True
+            q.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+            if q.poll() is None:
+                q.kill()
+                q.wait()
         took = time.time() - t0
-        log = q.stdout + q.stderr
+        log = "".join(out)
         (tmp_path / "guest.log").write_text(log)
         lines = dict(l.split("GUEST: ", 1)[1].strip().split("=", 1) if "=" in l else (l.split("GUEST: ", 1)[1].strip(), "")
                      for l in log.splitlines() if "GUEST: " in l)
@@ -151,6 +181,7 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path):
         assert lines["PATTERN"] == want
         assert "WROTE" in lines, log[-3000:]
         assert lines["READBACK"] == want
+        assert restarted and lines.get("LOOPS") == "40/40", log[-3000:]
         assert "DISCARDED" in lines and "FLUSHED" in lines, log[-3000:]
         if fio_range:   # fio in the guest, verify mode: no verify errors
             assert lines.get("FIO_RC") == "0" and lines.get("FIO_VERIFY_ERRORS") == "0", log[-3000:]
@@ -167,13 +198,16 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path):
     assert len(got) == 48 * MiB
     assert got[:seek] == bytes(seek)
     fio_end = fio_range[0] + fio_range[1] if fio_range else seek + len(pattern)
-    assert got[seek + len(pattern):fio_range[0] if fio_range else None] == \
-        bytes((fio_range[0] if fio_range else 48 * MiB) - seek - len(pattern))
-    assert got[fio_end:] == bytes(48 * MiB - fio_end)
+    gap_end = fio_range[0] if fio_range else LOOP_OFF
+    assert got[seek + len(pattern):gap_end] == bytes(gap_end - seek - len(pattern))
+    assert got[fio_end:LOOP_OFF] == bytes(LOOP_OFF - fio_end)
+    assert got[LOOP_OFF:LOOP_OFF + MiB] == pattern[:MiB]
+    assert got[LOOP_OFF + MiB:] == bytes(47 * MiB - LOOP_OFF)
     assert got[seek:doff] == pattern[:doff - seek]
     assert got[doff + dlen:seek + len(pattern)] == pattern[doff + dlen - seek:]
     assert got[doff:doff + dlen] == bytes(dlen)
-    # thin: the four 1 MiB blocks under the pattern (and fio's 4), nothing else
-    nblk = 4 + (fio_range[1] // MiB if fio_range else 0)
+    # thin: the four 1 MiB blocks under the pattern, the loop's one (and fio's
+    # 4), nothing else
+    nblk = 5 + (fio_range[1] // MiB if fio_range else 0)
     assert tmap(img, "/g.vmdk") == (nblk * MiB, nblk * MiB)
     print(f"guest run {took:.1f} s")
