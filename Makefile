@@ -108,7 +108,7 @@ FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(CLANG) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_BUILD)/libvmfs.a: $(FUZZ_LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -167,5 +167,5 @@ uninstall:
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
--include $(shell find $(BUILD)/obj $(ASAN_BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(ASAN_BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:

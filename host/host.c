@@ -475,7 +475,15 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 	if (!h)
 		return -ENOMEM;
 	pthread_mutex_init(&h->mu, NULL);
-	pthread_cond_init(&h->reaper_cv, NULL);
+	{
+		/* the reaper waits on CLOCK_MONOTONIC deadlines */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&h->reaper_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	h->flags = o->flags;
 	h->log = o->log;
 	h->log_ctx = o->log_ctx;
