@@ -74,6 +74,8 @@ struct vh_vq {
 	bool enabled;
 	bool running;
 	uint64_t spin_ns;          /* current busy-poll window (adaptive) */
+	bool broken;               /* avail index made no sense: ignored until restarted */
+	bool stopping;             /* vh_vq_stop asked the thread to leave */
 	pthread_t thr;
 	int stop_fd;               /* eventfd: ask the queue thread to stop */
 	pthread_mutex_t lock;      /* used ring + inflight */

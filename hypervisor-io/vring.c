@@ -194,10 +194,13 @@ static unsigned drain(struct vh_vq *q)
 	unsigned n = 0, queued = 0;
 	uint16_t avail_idx = ld16(&av->idx);
 
+	if (q->broken)
+		return 0;
 	if ((uint16_t)(avail_idx - q->last_avail) > q->num) {
 		vh_log(q->dev, 1, "queue %u: avail index %u runs %u ahead of %u (ring %u): "
 		       "ignoring the queue until restarted", q->idx, avail_idx,
 		       (uint16_t)(avail_idx - q->last_avail), q->last_avail, q->num);
+		q->broken = true;
 		return 0;
 	}
 	while (q->last_avail != avail_idx) {
@@ -238,8 +241,6 @@ static unsigned drain(struct vh_vq *q)
 			queued++;
 		}
 		inline_req = r;
-		if (q->last_avail == avail_idx)
-			avail_idx = ld16(&av->idx);
 	}
 	if (first)
 		pool_push(q->dev, first, last, queued);
@@ -276,21 +277,21 @@ static bool spin(struct vh_vq *q)
 	const struct vring_avail *av = q->avail;
 	uint64_t end;
 
-	if (q->spin_ns == 0)
+	if (q->spin_ns == 0 || q->broken || __atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE))
 		return false;
 	end = now_ns() + q->spin_ns;
 	set_no_notify(q, true);
 	do {
 		for (int i = 0; i < 64; i++) {
 			if (ld16(&av->idx) != q->last_avail)
-				return true;
+				return !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
 			__builtin_ia32_pause();
 		}
 	} while (now_ns() < end);
 	q->spin_ns = q->spin_ns / 2 < 1000 ? 0 : q->spin_ns / 2;
 	set_no_notify(q, false);
 	/* a request posted while kicks were off would otherwise wait */
-	return ld16(&av->idx) != q->last_avail;
+	return ld16(&av->idx) != q->last_avail && !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
 }
 
 static void *vq_main(void *arg)
@@ -344,6 +345,8 @@ int vh_vq_start(struct vh_vq *q)
 		return -errno;
 	q->used_idx = __atomic_load_n(&((struct vring_used *)q->used)->idx, __ATOMIC_ACQUIRE);
 	q->inflight = 0;
+	q->broken = false;
+	q->stopping = false;
 	r = pthread_create(&q->thr, NULL, vq_main, q);
 	if (r) {
 		close(q->stop_fd);
@@ -360,6 +363,7 @@ void vh_vq_stop(struct vh_vq *q)
 
 	if (!q->running)
 		return;
+	__atomic_store_n(&q->stopping, true, __ATOMIC_RELEASE);
 	if (write(q->stop_fd, &one, 8) != 8)
 		vh_log(q->dev, 1, "queue %u: cannot stop its thread", q->idx);
 	pthread_join(q->thr, NULL);
