@@ -841,6 +841,7 @@ static int cmd_reconnect(uint64_t seed, unsigned secs)
 	learning = true;
 	read_back();
 	learning = false;
+	printf("running\n");   /* the test may now take the back-end away */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct slot *sl;

@@ -39,6 +39,21 @@ def wait_path(path, proc, timeout=15):
         time.sleep(0.05)
 
 
+def wait_line(p, want, timeout=30):
+    """Read @p's stdout until a line equal to @want (the front-end is busy)."""
+    import select
+    end = time.time() + timeout
+    while time.time() < end:
+        r, _, _ = select.select([p.stdout], [], [], 0.5)
+        if r:
+            line = p.stdout.readline()
+            if line.strip() == want:
+                return
+            if not line:
+                break
+    raise AssertionError(f"no '{want}' from the front-end")
+
+
 def stop(p, sig=signal.SIGTERM):
     if p.poll() is None:
         p.send_signal(sig)
@@ -146,7 +161,8 @@ def test_backend_killed_and_restarted_front_end_reconnects(tmp_path, raw):
     p = subprocess.Popen([prog_path("vhost_fe"), "-q", "2", str(sock), "reconnect", "9", "4"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.2)
+        wait_line(p, "running")
+        time.sleep(0.5)
         s.stop(signal.SIGKILL)
         time.sleep(0.3)
         s = Serve(sock, raw, "-q", "2")
@@ -248,7 +264,8 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
         assert "2 queue(s)" in a.ctl("vdisk", "list").stdout
         p = subprocess.Popen([prog_path("vhost_fe"), sock, "reconnect", "4", "6"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        wait_line(p, "running")
+        time.sleep(0.5)
         a.stop()                         # clean stop: lock released, socket gone
         a = Vmfsd(tmp_path, img, "a")    # no flags: the store has the export
         out, err = p.communicate(timeout=90)
