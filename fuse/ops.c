@@ -209,7 +209,13 @@ static int commit_core(struct vf *v, struct vf_node *n)
 	n->dirty = false;
 	pthread_mutex_unlock(&v->mu);
 	if (resize) {
-		r = vmfs_truncate(v->fs, n->addr, size);   /* also sets mtime */
+		/* ordered, like the fs: data written in place reaches the device
+		 * before the size that exposes it is committed */
+		r = 0;
+		if (size > n->disk_size)
+			r = vmfs_bdev_flush(v->bd);
+		if (!r)
+			r = vmfs_truncate(v->fs, n->addr, size);   /* also sets mtime */
 		pthread_mutex_lock(&v->mu);
 		if (!r) {
 			n->disk_size = size;
