@@ -172,19 +172,6 @@ def test_sigkill_mid_write_then_recovery(tmp_path):
                 open(m2.path(n), "rb").read()   # every file is readable
         with open(m2.path("after.bin"), "wb") as f:
             f.write(b"volume is writable again")
-    # The reclaim leaves the dead host's on-disk locks behind, stale by their
-    # generation (DESIGN rule 5: broken on the next acquire); vmfsck counts
-    # them as problems.  Everything else must be clean: allow exactly those.
-    r = subprocess.run([bin_path("vmfsck"), "-n", "-W", "500", str(img)],
-                       capture_output=True, text=True, timeout=120)
-    other = [l for l in r.stdout.splitlines()
-             if l.strip() and not l.endswith("(stale)") and "problems found" not in l
-             and "problem found" not in l]
-    assert r.returncode in (0, 4) and not other, r.stdout[-2000:] + r.stderr[-1000:]
-    if r.returncode:
-        r = subprocess.run([bin_path("vmfsck"), "-y", "-W", "500", str(img)],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode in (0, 1), r.stdout[-2000:]
     vmfsck_clean(img)
     fsck_vmfs_clean(img)
 
