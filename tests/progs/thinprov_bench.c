@@ -73,9 +73,9 @@ int main(int argc, char **argv)
 
 	static const struct { const char *label; int type; bool tp; } W[] = {
 		{ "first write: thin (fs path)", THINPROV_THIN, false },
-		{ "first write: thin (ordered, tp)", THINPROV_THIN, true },
+		{ "first write: thin (thinprov)", THINPROV_THIN, true },
 		{ "first write: zeroedthick (fs path)", THINPROV_ZEROEDTHICK, false },
-		{ "first write: zeroedthick (ordered, tp)", THINPROV_ZEROEDTHICK, true },
+		{ "first write: zeroedthick (thinprov)", THINPROV_ZEROEDTHICK, true },
 		{ "first write: eagerzeroedthick", THINPROV_EAGERZEROEDTHICK, false },
 	};
 	for (size_t i = 0; i < sizeof(W) / sizeof(W[0]) && !e; i++) {
@@ -87,7 +87,7 @@ int main(int argc, char **argv)
 			if (!e)
 				e = vmfs_fs_sync(fs);
 			if (!e)
-				report("create eagerzeroedthick (ordered)", size, now() - t0);
+				report("create eagerzeroedthick", size, now() - t0);
 		} else {
 			e = thinprov_create(fs, VMFS_ROOT_ADDR, name, size, W[i].type, NULL, &a);
 		}
