@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import bin_path, prog_path
+from conftest import prog_path
 from test_fuse_helpers import Mount, mkvol, vmfsck_clean, fsck_vmfs_clean, is_mounted
 
 MIB = 1 << 20
