@@ -9,6 +9,7 @@
 static uint32_t tab[8][256];
 static pthread_once_t tab_once = PTHREAD_ONCE_INIT;
 static int have_sse42;
+static int force_soft;
 
 static void tab_init(void)
 {
@@ -83,8 +84,13 @@ uint32_t vmfs_crc32c(uint32_t crc, const void *buf, size_t len)
 
 	pthread_once(&tab_once, tab_init);
 #if defined(__x86_64__)
-	if (have_sse42)
+	if (have_sse42 && !__atomic_load_n(&force_soft, __ATOMIC_RELAXED))
 		return ~crc_hw(c, buf, len);
 #endif
 	return ~crc_sw(c, buf, len);
+}
+
+void vmfs_crc32c_force_soft(int on)
+{
+	__atomic_store_n(&force_soft, on, __ATOMIC_RELAXED);
 }

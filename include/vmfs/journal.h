@@ -66,6 +66,8 @@ struct vmfs_journal;
 
 /** CRC32C (Castagnoli), reflected, initial value @crc (0 to start). */
 uint32_t vmfs_crc32c(uint32_t crc, const void *buf, size_t len);
+/** Use the table path even where SSE4.2 exists (tests compare both). */
+void vmfs_crc32c_force_soft(int on);
 
 /** Write a fresh journal header (new random journal id, empty log) and flush.
  *  Old log content in the region can never be replayed afterwards. */
