@@ -146,6 +146,70 @@ static uint8_t do_dwz(struct vh_dev *d, struct vh_req *r, uint32_t type, uint64_
 	return VIRTIO_BLK_S_OK;
 }
 
+static void set_status(struct vh_req *r, uint8_t st)
+{
+	for (int i = r->niov - 1; i >= 0; i--)
+		if (r->writable[i]) {
+			((uint8_t *)r->iov[i].iov_base)[r->iov[i].iov_len - 1] = st;
+			return;
+		}
+}
+
+static void async_done(void *arg, int res)
+{
+	struct vh_req *r = arg;
+	struct vh_dev *d = r->vq->dev;
+
+	r->vq->aq_inflight--;
+	if (res) {
+		vh_log(d, 1, "%s at sector %llu: %s", r->a_wr ? "write" : "read",
+		       (unsigned long long)r->a_sector, strerror(-res));
+		__atomic_add_fetch(&d->st_errors, 1, __ATOMIC_RELAXED);
+	}
+	set_status(r, res ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
+	vh_req_complete(r, res ? 1 : r->a_used);
+}
+
+bool vh_blk_submit_async(struct vh_dev *d, struct vh_req *r, void *aq)
+{
+	struct vhost_disk *dk = d->disk;
+	struct virtio_blk_outhdr h;
+	struct iovec v[VH_MAX_SEGS];
+	uint64_t rlen = part_len(r, false), wlen = part_len(r, true), len;
+	bool wr;
+	int n;
+
+	if (!wlen || rlen < sizeof(h))
+		return false;
+	copy_out(r, false, 0, &h, sizeof(h));
+	if (h.type == VIRTIO_BLK_T_IN) {
+		len = wlen - 1;
+		if (rlen != sizeof(h))
+			return false;
+		wr = false;
+		n = slice(r, true, 0, len, v);
+	} else if (h.type == VIRTIO_BLK_T_OUT) {
+		len = rlen - sizeof(h);
+		if (wlen != 1 || dk->rdonly)
+			return false;
+		wr = true;
+		n = slice(r, false, sizeof(h), len, v);
+	} else {
+		return false;
+	}
+	/* anything odd takes the synchronous path, which answers it */
+	if (n <= 0 || !len || len % 512 || !in_disk(dk, h.sector, len))
+		return false;
+	r->a_used = wr ? 1 : (uint32_t)wlen;
+	r->a_sector = h.sector;
+	r->a_wr = wr;
+	if (dk->ops->aq_submit(aq, wr, v, n, h.sector * 512, async_done, r))
+		return false;
+	__atomic_add_fetch(&d->st_requests, 1, __ATOMIC_RELAXED);
+	r->vq->aq_inflight++;
+	return true;
+}
+
 uint32_t vh_blk_exec(struct vh_dev *d, struct vh_req *r)
 {
 	struct vhost_disk *dk = d->disk;

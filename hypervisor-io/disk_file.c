@@ -16,12 +16,57 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 
+#include "vmfs/blockdev.h"
 #include "vmfs/vhost.h"
 
 struct fdisk {
 	struct vhost_disk d;
 	int fd, dfd;   /* buffered, O_DIRECT (-1 when not asked) */
+	struct vmfs_bdev *bd;   /* O_DIRECT device for the async path (NULL: none) */
 };
+
+/* Async path: the blockdev layer's queue (libaio, eventfd) on the O_DIRECT
+ * device; requests whose buffers O_DIRECT cannot take are refused (-EINVAL)
+ * and done synchronously by the caller. */
+static int f_aq_create(struct vhost_disk *d, unsigned depth, void **aq)
+{
+	struct fdisk *f = d->priv;
+
+	if (!f->bd)
+		return -EOPNOTSUPP;
+	return vmfs_bdev_queue_create(f->bd, depth, (struct vmfs_bdev_queue **)aq);
+}
+
+static void f_aq_destroy(void *aq)
+{
+	vmfs_bdev_queue_destroy(aq);
+}
+
+static int f_aq_fd(void *aq)
+{
+	return vmfs_bdev_queue_fd(aq);
+}
+
+static int f_aq_submit(void *aq, bool wr, const struct iovec *iov, int n, uint64_t off,
+		       void (*cb)(void *arg, int res), void *arg)
+{
+	if (off % 512)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		if ((uintptr_t)iov[i].iov_base % 512 || iov[i].iov_len % 512)
+			return -EINVAL;
+	return vmfs_bdev_submit(aq, wr ? VMFS_BDEV_OP_WRITE : VMFS_BDEV_OP_READ, iov, n, off, cb, arg);
+}
+
+static int f_aq_kick(void *aq)
+{
+	return vmfs_bdev_queue_kick(aq);
+}
+
+static int f_aq_poll(void *aq)
+{
+	return vmfs_bdev_queue_poll(aq, 0, 0);
+}
 
 static int pick(struct fdisk *f, const struct iovec *iov, int n, uint64_t off)
 {
@@ -126,12 +171,16 @@ static void f_close(struct vhost_disk *d)
 	close(f->fd);
 	if (f->dfd >= 0)
 		close(f->dfd);
+	if (f->bd)
+		vmfs_bdev_close(f->bd);
 	free(f);
 }
 
 static const struct vhost_disk_ops file_ops = {
 	.readv = f_readv, .writev = f_writev, .flush = f_flush, .discard = f_discard,
 	.write_zeroes = f_write_zeroes, .close = f_close,
+	.aq_create = f_aq_create, .aq_destroy = f_aq_destroy, .aq_fd = f_aq_fd,
+	.aq_submit = f_aq_submit, .aq_kick = f_aq_kick, .aq_poll = f_aq_poll,
 };
 
 int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **out)
@@ -166,8 +215,13 @@ int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **o
 		f->d.size = (uint64_t)st.st_size;
 	}
 	f->d.size &= ~511ull;
-	if (flags & VHOST_DISK_DIRECT)
+	if (flags & VHOST_DISK_DIRECT) {
 		f->dfd = open(path, acc | O_CLOEXEC | O_DIRECT);   /* -1: buffered only */
+		if (f->dfd >= 0 && S_ISREG(st.st_mode) && !(st.st_size % 512) &&
+		    vmfs_bdev_open(path, VMFS_BDEV_DIRECT | (flags & VHOST_DISK_RDONLY ? VMFS_BDEV_RDONLY : 0),
+				   &f->bd))
+			f->bd = NULL;   /* no async path: the workers do it all */
+	}
 	f->d.ops = &file_ops;
 	f->d.priv = f;
 	f->d.blk_size = 512;

@@ -59,6 +59,9 @@ struct vh_req {
 	struct vh_req *next;       /* worker pool list */
 	struct iovec iov[VH_MAX_SEGS];
 	int niov;
+	uint32_t a_used;           /* async request: used length on success */
+	uint64_t a_sector;
+	bool a_wr;
 	bool writable[VH_MAX_SEGS];
 };
 
@@ -82,6 +85,8 @@ struct vh_vq {
 	pthread_cond_t idle;
 	unsigned inflight;
 	struct vh_req *reqs;       /* num slots, indexed by head */
+	void *aq;                  /* the disk's async context (queue thread only) */
+	unsigned aq_inflight;
 };
 
 struct vh_dev {
@@ -124,6 +129,9 @@ void vh_req_complete(struct vh_req *r, uint32_t used_len);
 
 /* blk.c: execute one request, return the used length */
 uint32_t vh_blk_exec(struct vh_dev *d, struct vh_req *r);
+/* IN/OUT through the queue's async context: true when submitted (completion
+ * from its callback); false: run vh_blk_exec instead. */
+bool vh_blk_submit_async(struct vh_dev *d, struct vh_req *r, void *aq);
 uint64_t vh_blk_features(const struct vh_dev *d);
 size_t vh_blk_config(const struct vh_dev *d, uint8_t *buf, size_t bufsz);
 

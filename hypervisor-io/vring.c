@@ -191,7 +191,7 @@ static unsigned drain(struct vh_vq *q)
 {
 	const struct vring_avail *av = q->avail;
 	struct vh_req *first = NULL, *last = NULL, *inline_req = NULL;
-	unsigned n = 0, queued = 0;
+	unsigned n = 0, queued = 0, async = 0;
 	uint16_t avail_idx = ld16(&av->idx);
 
 	if (q->broken)
@@ -232,6 +232,10 @@ static unsigned drain(struct vh_vq *q)
 			bad_chain(q, r, e);
 			continue;
 		}
+		if (q->aq && vh_blk_submit_async(q->dev, r, q->aq)) {
+			async++;
+			continue;
+		}
 		if (inline_req) {
 			if (last)
 				last->next = inline_req;
@@ -242,6 +246,8 @@ static unsigned drain(struct vh_vq *q)
 		}
 		inline_req = r;
 	}
+	if (async && q->dev->disk->ops->aq_kick(q->aq))
+		vh_log(q->dev, 1, "queue %u: async submission failed", q->idx);
 	if (first)
 		pool_push(q->dev, first, last, queued);
 	if (inline_req)
@@ -282,6 +288,8 @@ static bool spin(struct vh_vq *q)
 	end = now_ns() + q->spin_ns;
 	set_no_notify(q, true);
 	do {
+		if (q->aq_inflight)
+			q->dev->disk->ops->aq_poll(q->aq);
 		for (int i = 0; i < 64; i++) {
 			if (ld16(&av->idx) != q->last_avail)
 				return !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
@@ -297,22 +305,39 @@ static bool spin(struct vh_vq *q)
 static void *vq_main(void *arg)
 {
 	struct vh_vq *q = arg;
+	const struct vhost_disk_ops *ops = q->dev->disk->ops;
+	int afd = -1;
 
+	q->aq = NULL;
+	q->aq_inflight = 0;
+	if (ops->aq_create && ops->aq_create(q->dev->disk, q->num, &q->aq) == 0)
+		afd = ops->aq_fd(q->aq);
+	else
+		q->aq = NULL;
 	q->spin_ns = q->dev->poll_ns;
 	do
 		drain(q);
 	while (spin(q));
 	for (;;) {
-		struct pollfd pf[2] = { { .fd = q->kick_fd, .events = POLLIN },
-					{ .fd = q->stop_fd, .events = POLLIN } };
+		struct pollfd pf[3] = { { .fd = q->kick_fd, .events = POLLIN },
+					{ .fd = q->stop_fd, .events = POLLIN },
+					{ .fd = afd, .events = POLLIN } };
 		uint64_t v, t0 = now_ns(), slept;
 
-		if (poll(pf, 2, -1) < 0) {
+		if (poll(pf, afd >= 0 ? 3 : 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		slept = now_ns() - t0;
+		if (afd >= 0 && pf[2].revents) {
+			ops->aq_poll(q->aq);
+			/* completions out: the front-end is likely to submit again */
+			while (!(pf[0].revents | pf[1].revents) && spin(q))
+				drain(q);
+		}
+		if (!(pf[0].revents | pf[1].revents))
+			continue;
 		if (slept < q->dev->poll_ns) {
 			q->spin_ns = q->spin_ns * 2 < 4000 ? 4000 : q->spin_ns * 2;
 			if (q->spin_ns > q->dev->poll_ns)
@@ -329,6 +354,9 @@ static void *vq_main(void *arg)
 		while (spin(q));
 	}
 	set_no_notify(q, false);
+	if (q->aq)
+		ops->aq_destroy(q->aq);   /* completes what is in flight */
+	q->aq = NULL;
 	return NULL;
 }
 

@@ -49,6 +49,17 @@ struct vhost_disk_ops {
 	/* range reads as zeros afterwards */
 	int (*write_zeroes)(struct vhost_disk *d, uint64_t off, uint64_t len);
 	void (*close)(struct vhost_disk *d);
+	/* Optional asynchronous reads/writes, one context per queue thread (all
+	 * calls from that thread).  aq_submit: -EINVAL when this request cannot
+	 * go this way (alignment: it is then done synchronously), -EAGAIN when
+	 * full; the iovec array is copied, @cb runs from aq_poll/aq_destroy. */
+	int (*aq_create)(struct vhost_disk *d, unsigned depth, void **aq);
+	void (*aq_destroy)(void *aq);          /* waits for every request, runs callbacks */
+	int (*aq_fd)(void *aq);                /* readable when completions are due */
+	int (*aq_submit)(void *aq, bool wr, const struct iovec *iov, int n, uint64_t off,
+			 void (*cb)(void *arg, int res), void *arg);
+	int (*aq_kick)(void *aq);
+	int (*aq_poll)(void *aq);              /* run due callbacks, never waits */
 };
 
 struct vhost_disk {
