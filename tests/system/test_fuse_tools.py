@@ -148,7 +148,7 @@ def test_fio_verify(vol, engine, extra):
     m, d, src = vol
     name = f"fio-{engine}-{extra[0][-1]}"
     # no --runtime: a time limit hit during the write phase would skip the verify
-    out = run("fio", "--name=v", f"--filename={m.path(name)}", "--size=16M",
+    out = run("fio", "--name=v", "--verify_state_save=0", f"--filename={m.path(name)}", "--size=16M",
               f"--ioengine={engine}", *extra, "--rw=randwrite", "--bsrange=4k-64k",
               "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
               "--output-format=json", timeout=90)
@@ -157,7 +157,7 @@ def test_fio_verify(vol, engine, extra):
     assert job["error"] == 0
     assert job["write"]["io_bytes"] > 0 and job["read"]["io_bytes"] > 0
     # a second pass reads back what the first wrote (verify_only)
-    out = run("fio", "--name=v", f"--filename={m.path(name)}", "--size=16M",
+    out = run("fio", "--name=v", "--verify_state_save=0", f"--filename={m.path(name)}", "--size=16M",
               f"--ioengine={engine}", *extra, "--rw=randwrite", "--bsrange=4k-64k",
               "--verify=crc32c", "--verify_fatal=1", "--verify_only",
               "--output-format=json", timeout=90)
@@ -180,7 +180,7 @@ def test_extents_opened_o_direct(tmp_path):
         assert open(p, "rb").read() == want
         for extra in (["--direct=0", "--bsrange=512-64k"],
                       ["--direct=1", "--ioengine=libaio", "--iodepth=8", "--bs=4k"]):
-            out = run("fio", "--name=v", f"--filename={m.path('f' + extra[0][-1])}", "--size=8M",
+            out = run("fio", "--name=v", "--verify_state_save=0", f"--filename={m.path('f' + extra[0][-1])}", "--size=8M",
                       "--rw=randwrite", *extra, "--verify=crc32c", "--verify_fatal=1",
                       "--output-format=json", timeout=90)
             assert json.loads(out[out.index("{"):])["jobs"][0]["error"] == 0
@@ -192,12 +192,12 @@ def test_fio_concurrent_jobs_verify(vol):
     on in-place writes, first writes into holes and preallocation) and a
     mixed QD16 read/write job: every block verifies."""
     m, d, src = vol
-    out = run("fio", "--name=v", f"--filename={m.path('conc')}", "--size=6M", "--numjobs=4",
+    out = run("fio", "--name=v", "--verify_state_save=0", f"--filename={m.path('conc')}", "--size=6M", "--numjobs=4",
               "--offset_increment=6M", "--rw=randwrite", "--bsrange=4k-128k", "--ioengine=psync",
               "--verify=crc32c", "--verify_fatal=1", "--group_reporting",
               "--output-format=json", timeout=120)
     assert json.loads(out[out.index("{"):])["jobs"][0]["error"] == 0
-    out = run("fio", "--name=v", f"--filename={m.path('mixed')}", "--size=24M", "--rw=randrw",
+    out = run("fio", "--name=v", "--verify_state_save=0", f"--filename={m.path('mixed')}", "--size=24M", "--rw=randrw",
               "--bsrange=4k-256k", "--ioengine=libaio", "--iodepth=16", "--direct=1",
               "--verify=crc32c", "--verify_fatal=1", "--output-format=json", timeout=120)
     assert json.loads(out[out.index("{"):])["jobs"][0]["error"] == 0
