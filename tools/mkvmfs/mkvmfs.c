@@ -171,8 +171,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < ndev; i++) {
 		const char *p = argv[optind + i];
 		struct vmfs_bdev_open_opts oo = { 0 };
-		struct stat st;
-		bool exists = stat(p, &st) == 0;
+		struct stat st = { 0 };
+		/* iscsi:// and nfs:// devices exist or fail to open: never created */
+		bool url = strstr(p, "://") != NULL;
+		bool exists = url || stat(p, &st) == 0;
 
 		if (!exists) {
 			if (!size) {
