@@ -17,6 +17,8 @@
  *     lockwait PATH S retry taking the write lock on PATH for up to S seconds
  *                     (a dead holder is reclaimed on the way); prints
  *                     "LOCKED after <seconds>" then releases it
+ *     creates         create up to 1500 empty files in /<tag> within --seconds; prints
+ *                     "CREATES <n> <seconds>"
  *     hosts           print every heartbeat slot in use
  *   options: --tag T  --seconds S  --seed N  --io-timeout-ms MS  --uuid UUID
  *
@@ -305,6 +307,36 @@ static int do_lockwait(struct vmfs_host *h, const char *path, double seconds)
 	return vmfs_host_unlock_file(h, a) ? 1 : 0;
 }
 
+static int do_creates(struct vmfs_host *h, const char *tag, double seconds)
+{
+	struct vmfs_fs *fs = vmfs_host_fs(h);
+	uint32_t d, a;
+	char name[64];
+	unsigned n = 0;
+	double t0, end;
+	int r = vmfs_mkdir(fs, VMFS_ROOT_ADDR, tag, 0755, 0, 0, &d);
+
+	if (r == -EEXIST)
+		r = vmfs_lookup(fs, VMFS_ROOT_ADDR, tag, &d);
+	if (r) {
+		fprintf(stderr, "host_worker: mkdir %s: %s\n", tag, strerror(-r));
+		return 1;
+	}
+	t0 = now_s();
+	end = t0 + seconds;
+	while (now_s() < end && n < 1500) {
+		snprintf(name, sizeof(name), "c%u", n);
+		r = vmfs_create(fs, d, name, 0644, 0, 0, &a);
+		if (r) {
+			fprintf(stderr, "host_worker: create %s: %s\n", name, strerror(-r));
+			return 1;
+		}
+		n++;
+	}
+	printf("CREATES %u %.3f\n", n, now_s() - t0);
+	return 0;
+}
+
 static int do_hosts(struct vmfs_host *h)
 {
 	struct vmfs_hb_host hosts[64];
@@ -375,6 +407,8 @@ int main(int argc, char **argv)
 		rc = do_lockwait(h, argv[optind + 2], atof(argv[optind + 3]));
 	else if (!strcmp(mode, "hosts"))
 		rc = do_hosts(h);
+	else if (!strcmp(mode, "creates"))
+		rc = do_creates(h, tag, seconds);
 	else {
 		fprintf(stderr, "host_worker: unknown mode %s\n", mode);
 		rc = 2;
