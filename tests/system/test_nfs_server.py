@@ -347,10 +347,11 @@ def test_restart_in_the_middle_of_a_copy(tmp_path):
         v1 = s.client("verf", "/d", "probe").stdout.split()
         assert v1[0] == "verf" and s.client("verf", "/d", "probe").stdout.split() == v1
         src = tmp_path / "src.bin"
-        src.write_bytes(os.urandom(96 << 20))
+        # big enough that an unloaded machine is still copying when vmfsd stops
+        src.write_bytes(os.urandom(384 << 20))
         cp = subprocess.Popen(["nfs-cp", str(src), s.url("/d/copy.bin")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.4)
+        time.sleep(0.2)
         assert cp.poll() is None, "copy finished before the restart: make it bigger"
         assert s.stop() == 0
         time.sleep(0.5)
