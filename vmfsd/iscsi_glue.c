@@ -18,23 +18,7 @@ struct collect {
 	int n;
 };
 
-static int collect_cb(void *arg, const char *key, const char *val)
-{
-	struct collect *c = arg;
 
-	if (c->n >= VMFSD_MAX_LUNS)
-		return 0;
-	c->v[c->n] = strdup(val);
-	if (!c->v[c->n])
-		return -ENOMEM;
-	c->n++;
-	return 0;
-}
-
-static int drop_cb(void *arg, const char *key, const char *val)
-{
-	return vstore_del(arg, key);
-}
 
 static void lun_key(char *key, size_t len, const char *iqn, int lun)
 {
@@ -105,23 +89,23 @@ int vmfsd_iscsi_start(struct vmfsd *d)
 	iscsi_set_log(glue_log);
 	/* Portals: flags/config replace the remembered ones. */
 	if (d->cfg.niscsi) {
-		r = vstore_scan(d->store, "iscsi/portal/", drop_cb, d->store);
+		r = vstore_drop_prefix(d->store, "iscsi/portal/");
 		for (int i = 0; !r && i < d->cfg.niscsi; i++) {
 			snprintf(key, sizeof(key), "iscsi/portal/%02d", i);
 			r = vstore_put(d->store, key, d->cfg.iscsi_portals[i]);
 			portals.v[portals.n++] = strdup(d->cfg.iscsi_portals[i]);
 		}
 	} else {
-		r = vstore_scan(d->store, "iscsi/portal/", collect_cb, &portals);
+		r = vstore_collect(d->store, "iscsi/portal/", portals.v, VMFSD_MAX_LUNS, &portals.n);
 	}
 	if (r)
 		goto store_err;
 	if (from_cli_luns) {
-		r = vstore_scan(d->store, "iscsi/lun/", drop_cb, d->store);
+		r = vstore_drop_prefix(d->store, "iscsi/lun/");
 		for (int i = 0; !r && i < d->cfg.nluns; i++)
 			luns.v[luns.n++] = strdup(d->cfg.luns[i]);
 	} else {
-		r = vstore_scan(d->store, "iscsi/lun/", collect_cb, &luns);
+		r = vstore_collect(d->store, "iscsi/lun/", luns.v, VMFSD_MAX_LUNS, &luns.n);
 	}
 	if (r)
 		goto store_err;
@@ -228,7 +212,7 @@ void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 			vstore_del(d->store, key);
 		} else {
 			snprintf(key, sizeof(key), "iscsi/lun/%s/", argv[1]);
-			vstore_scan(d->store, key, drop_cb, d->store);
+			vstore_drop_prefix(d->store, key);
 		}
 		log_info("iscsi: removed %s%s%s", argv[1], argc == 3 ? " LUN " : "",
 			 argc == 3 ? argv[2] : "");

@@ -72,29 +72,6 @@ static int load_host_uuid(struct vmfsd *d)
 	return vstore_put(d->store, "host/uuid", d->host_uuid);
 }
 
-struct vol_list {
-	char **specs;
-	int n;
-};
-
-static int collect_vol(void *arg, const char *key, const char *val)
-{
-	struct vol_list *l = arg;
-
-	if (l->n >= VMFSD_MAX_VOLUMES)
-		return 0;
-	l->specs[l->n] = strdup(val);
-	if (!l->specs[l->n])
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static int drop_vol(void *arg, const char *key, const char *val)
-{
-	return vstore_del(arg, key);
-}
-
 /* Volumes from the command line/config replace the remembered ones; with none
  * given, the remembered ones are used. */
 static int resolve_volumes(struct vmfsd *d)
@@ -103,18 +80,15 @@ static int resolve_volumes(struct vmfsd *d)
 	int r;
 
 	if (d->cfg.nvolumes) {
-		r = vstore_scan(d->store, "volume/", drop_vol, d->store);
+		r = vstore_drop_prefix(d->store, "volume/");
 		for (int i = 0; !r && i < d->cfg.nvolumes; i++) {
 			snprintf(key, sizeof(key), "volume/%02d", i);
 			r = vstore_put(d->store, key, d->cfg.volumes[i]);
 		}
 		return r;
 	}
-	struct vol_list l = { d->cfg.volumes, 0 };
-
-	r = vstore_scan(d->store, "volume/", collect_vol, &l);
-	d->cfg.nvolumes = l.n;
-	return r;
+	return vstore_collect(d->store, "volume/", d->cfg.volumes, VMFSD_MAX_VOLUMES,
+			      &d->cfg.nvolumes);
 }
 
 static int write_pidfile(const char *path)

@@ -42,7 +42,7 @@ int vmfsd_mgmt_listen(struct vmfsd *d)
 	return 0;
 }
 
-static void json_str(FILE *f, const char *s)
+void vmfsd_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {
@@ -64,10 +64,10 @@ static void cmd_status(struct vmfsd *d, FILE *f, bool json)
 
 	if (json) {
 		fprintf(f, "{\"host_uuid\": ");
-		json_str(f, d->host_uuid);
+		vmfsd_json_str(f, d->host_uuid);
 		fprintf(f, ", \"pid\": %d, \"uptime_s\": %.1f, \"volumes\": %d, \"state_dir\": ",
 			(int)getpid(), up, d->nvols);
-		json_str(f, d->cfg.state_dir);
+		vmfsd_json_str(f, d->cfg.state_dir);
 		fprintf(f, "}\n");
 	} else {
 		fprintf(f, "host uuid: %s\npid: %d\nuptime: %.1f s\nvolumes: %d\nstate dir: %s\n",
@@ -86,11 +86,11 @@ static void cmd_volumes(struct vmfsd *d, FILE *f, bool json)
 
 		if (json) {
 			fprintf(f, "%s{\"spec\": ", i ? ", " : "");
-			json_str(f, v->spec);
+			vmfsd_json_str(f, v->spec);
 			fprintf(f, ", \"size\": %llu, \"ats\": ", (unsigned long long)v->size);
-			json_str(f, v->ats ? v->ats : "");
+			vmfsd_json_str(f, v->ats ? v->ats : "");
 			fprintf(f, ", \"state\": ");
-			json_str(f, v->state);
+			vmfsd_json_str(f, v->state);
 			fprintf(f, "}");
 		} else {
 			fprintf(f, "%-40s %-14llu %-18s %s\n", v->spec, (unsigned long long)v->size,
@@ -105,7 +105,7 @@ static void reply_error(FILE *f, bool json, const char *msg)
 {
 	if (json) {
 		fprintf(f, "{\"error\": ");
-		json_str(f, msg);
+		vmfsd_json_str(f, msg);
 		fprintf(f, "}\n");
 	} else {
 		fprintf(f, "error: %s\n", msg);

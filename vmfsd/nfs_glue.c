@@ -23,23 +23,7 @@ struct collect {
 	int n;
 };
 
-static int collect_cb(void *arg, const char *key, const char *val)
-{
-	struct collect *c = arg;
 
-	if (c->n >= VMFSD_MAX_EXPORTS)
-		return 0;
-	c->v[c->n] = strdup(val);
-	if (!c->v[c->n])
-		return -ENOMEM;
-	c->n++;
-	return 0;
-}
-
-static int drop_cb(void *arg, const char *key, const char *val)
-{
-	return vstore_del(arg, key);
-}
 
 static void nfs_log_cb(void *ctx, int level, const char *msg)
 {
@@ -143,11 +127,11 @@ int vmfsd_nfs_start(struct vmfsd *d)
 	if (r)
 		goto store_err;
 	if (d->cfg.nexports) {
-		r = vstore_scan(d->store, "nfs/export/", drop_cb, d->store);
+		r = vstore_drop_prefix(d->store, "nfs/export/");
 		for (int i = 0; !r && i < d->cfg.nexports; i++)
 			ex.v[ex.n++] = strdup(d->cfg.exports[i]);
 	} else {
-		r = vstore_scan(d->store, "nfs/export/", collect_cb, &ex);
+		r = vstore_collect(d->store, "nfs/export/", ex.v, VMFSD_MAX_EXPORTS, &ex.n);
 	}
 	if (r)
 		goto store_err;

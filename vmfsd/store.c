@@ -134,3 +134,40 @@ int vstore_scan(struct vstore *s, const char *prefix,
 	rocksdb_iter_destroy(it);
 	return r;
 }
+
+static int drop_one(void *arg, const char *key, const char *val)
+{
+	(void)val;
+	return vstore_del(arg, key);
+}
+
+int vstore_drop_prefix(struct vstore *s, const char *prefix)
+{
+	return vstore_scan(s, prefix, drop_one, s);
+}
+
+struct collect_ctx {
+	char **vals;
+	int max, *n;
+};
+
+static int collect_one(void *arg, const char *key, const char *val)
+{
+	struct collect_ctx *c = arg;
+
+	(void)key;
+	if (*c->n >= c->max)
+		return 0;
+	c->vals[*c->n] = strdup(val);
+	if (!c->vals[*c->n])
+		return -ENOMEM;
+	(*c->n)++;
+	return 0;
+}
+
+int vstore_collect(struct vstore *s, const char *prefix, char **vals, int max, int *n)
+{
+	struct collect_ctx c = { vals, max, n };
+
+	return vstore_scan(s, prefix, collect_one, &c);
+}

@@ -19,4 +19,11 @@ int vstore_del(struct vstore *s, const char *key);
 int vstore_scan(struct vstore *s, const char *prefix,
 		int (*cb)(void *arg, const char *key, const char *val), void *arg);
 
+/** Delete every key starting with @prefix. */
+int vstore_drop_prefix(struct vstore *s, const char *prefix);
+/** Append the values of the keys starting with @prefix (key order) to
+ *  @vals[*n..max-1] (strdup'ed: the caller frees them); values beyond @max
+ *  are ignored.  \return 0 or -ENOMEM / -EIO. */
+int vstore_collect(struct vstore *s, const char *prefix, char **vals, int max, int *n);
+
 #endif

@@ -307,19 +307,7 @@ struct collect {
 	int n;
 };
 
-static int collect_cb(void *arg, const char *key, const char *val)
-{
-	struct collect *c = arg;
 
-	if (c->n < VMFSD_MAX_VDISKS && (c->v[c->n] = strdup(val)))
-		c->n++;
-	return 0;
-}
-
-static int drop_cb(void *arg, const char *key, const char *val)
-{
-	return vstore_del(arg, key);
-}
 
 int vmfsd_vhost_start(struct vmfsd *d)
 {
@@ -331,11 +319,11 @@ int vmfsd_vhost_start(struct vmfsd *d)
 	if (!d->vhost)
 		return -ENOMEM;
 	if (d->cfg.nvdisks) {
-		r = vstore_scan(d->store, "vhost/export/", drop_cb, d->store);
+		r = vstore_drop_prefix(d->store, "vhost/export/");
 		for (int i = 0; !r && i < d->cfg.nvdisks; i++)
 			c.v[c.n++] = strdup(d->cfg.vdisks[i]);
 	} else {
-		r = vstore_scan(d->store, "vhost/export/", collect_cb, &c);
+		r = vstore_collect(d->store, "vhost/export/", c.v, VMFSD_MAX_VDISKS, &c.n);
 	}
 	if (r)
 		log_err("vhost: config store: %s", strerror(-r));

@@ -69,6 +69,9 @@ struct vmfsd {
 int vmfsd_mgmt_listen(struct vmfsd *d);
 /** Serve one accepted connection (one request line, one reply). */
 void vmfsd_mgmt_serve(struct vmfsd *d, int fd);
+#include <stdio.h>
+/** Write @s as a JSON string (quoted, escaped). */
+void vmfsd_json_str(FILE *f, const char *s);
 
 double vmfsd_now(void);
 
