@@ -365,6 +365,23 @@ int vmfs_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size)
 	return txn_finish(&t, e);
 }
 
+int vmfs_punch(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len)
+{
+	struct vmfs_txn t;
+	struct vmfs_inode *ino;
+	int e;
+
+	if (fs->flags & VMFS_FS_RDONLY)
+		return -EROFS;
+	txn_init(&t, fs);
+	e = iget(&t, addr, true, &ino);
+	if (!e)
+		e = live_file(ino, true);
+	if (!e)
+		e = ino_punch(&t, ino, off, len);
+	return txn_finish(&t, e);
+}
+
 int vmfs_fallocate(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len, unsigned flags)
 {
 	struct vmfs_txn t;

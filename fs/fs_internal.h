@@ -125,6 +125,8 @@ int ino_fallocate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint
 int ino_prepare_write(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint64_t len);
 int ino_map(struct vmfs_fs *fs, struct vmfs_inode *ino, uint64_t off, uint64_t max_len,
 	    struct vmfs_extent *ext);
+/* Free the whole blocks inside [off, off+len), zero partial edges; size kept. */
+int ino_punch(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint64_t len);
 /* Free everything and mark the FD free (nlink 0). */
 int ino_release(struct vmfs_txn *t, struct vmfs_inode *ino);
 uint32_t fs_now(void);

@@ -1150,6 +1150,70 @@ int ino_prepare_write(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, 
 	return 0;
 }
 
+int ino_punch(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint64_t len)
+{
+	struct vmfs_fs *fs = t->fs;
+	struct vmfs_fd *fd = &ino->fd;
+	uint64_t end, bsz, first, last;
+	int e;
+
+	if (fd->type != VMFS_TYPE_FILE)
+		return -EINVAL;
+	if (off > VMFS_MAX_FILE_SIZE || len > VMFS_MAX_FILE_SIZE - off)
+		return -EFBIG;
+	if (!len || off >= fd->size)
+		return 0;
+	end = off + len < fd->size ? off + len : fd->size;
+	if (fd->zla == OD_ZLA_RESIDENT) {
+		/* inline bytes live in the FD: zero them there */
+		memset(fd->content + off, 0, end - off);
+		goto done;
+	}
+	bsz = fd->blk_size;
+	if (!bsz)
+		return -EUCLEAN;
+	first = (off + bsz - 1) / bsz;   /* whole blocks [first, last) are freed */
+	last = end / bsz;
+	/* partial blocks at the edges are zeroed in place where they hold data */
+	for (int edge = 0; edge < 2; edge++) {
+		uint64_t a0 = edge ? (last * bsz > off ? last * bsz : off) : off;
+		uint64_t a1 = edge ? end : (first * bsz < end ? first * bsz : end);
+		uint32_t a;
+		uint64_t lv;
+
+		if (a0 >= a1 || (edge && last < first))
+			continue;
+		e = bmap_get(fs, t, ino, a0 / bsz, &a);
+		if (e)
+			return e;
+		if (!a || addr_is_tbz(a))
+			continue;   /* reads as zeros already */
+		e = data_lv(fs, a, &lv);
+		if (!e)
+			e = write_bytes(fs, lv + a0 % bsz, fs->zero_block, a1 - a0);
+		if (e)
+			return e;
+	}
+	for (uint64_t b = first; b < last; b++) {
+		uint32_t a;
+
+		e = bmap_get(fs, t, ino, b, &a);
+		if (e)
+			return e;
+		if (!a)
+			continue;
+		e = free_data(t, ino, a);
+		if (!e)
+			e = bmap_set(t, ino, b, 0);
+		if (e)
+			return e;
+	}
+done:
+	fd->mtime = fd->ctime = fs_now();
+	idirty(ino);
+	return 0;
+}
+
 int ino_release(struct vmfs_txn *t, struct vmfs_inode *ino)
 {
 	uint64_t index;

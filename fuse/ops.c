@@ -1136,7 +1136,11 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		r = vmfs_stat(v->fs, addr, &vs);
 	if (r)
 		goto unlock;
-	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		/* every whole block inside the range goes back to the volume (and
+		 * down to the device), the partial edges are zeroed */
+		r = vmfs_punch(v->fs, addr, off, len);
+	} else if (mode & FALLOC_FL_ZERO_RANGE) {
 		uint64_t size = vs.size, bs = vs.blk_size ? vs.blk_size : 1;
 		uint64_t zend = end < size ? end : size;
 

@@ -236,6 +236,11 @@ int64_t vmfs_pread(struct vmfs_fs *fs, uint32_t addr, void *buf, size_t len, uin
 /** \return bytes written, or negative errno (nothing partial is committed). */
 int64_t vmfs_pwrite(struct vmfs_fs *fs, uint32_t addr, const void *buf, size_t len, uint64_t off);
 int vmfs_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size);
+/** Punch a hole: free every whole block inside [off, off+len) (its pointer
+ *  cleared, the block returned to the bitmap and, with VMFS_FS_DISCARD,
+ *  discarded after the commit) and zero the partial blocks at the edges.
+ *  The size does not change; the range reads as zeros afterwards. */
+int vmfs_punch(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len);
 
 #define VMFS_ALLOC_TBZ       0x1u  /* zeroedthick: blocks marked to-be-zeroed */
 #define VMFS_ALLOC_ZERO      0x2u  /* eagerzeroedthick: blocks zeroed now */

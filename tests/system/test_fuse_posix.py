@@ -263,6 +263,14 @@ def test_fallocate_and_seek(vol, d):
         err(errno.ENXIO, os.lseek, fd, MIB, os.SEEK_DATA)
         fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 10, 20)
         assert os.pread(fd, 40, 0) == b"a" * 10 + bytes(20) + b"a" * 10
+        # a block in the middle of the file goes back to the volume too
+        os.pwrite(fd, b"b" * MIB, MIB)
+        os.fsync(fd)
+        f_mid = os.statvfs(vol.mnt).f_bfree
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, MIB - 5, MIB + 10)
+        assert os.statvfs(vol.mnt).f_bfree == f_mid + 1
+        assert os.pread(fd, MIB + 20, MIB - 10) == b"a" * 5 + bytes(MIB + 10) + bytes(5)
+        assert os.fstat(fd).st_size == 4 * MIB
         err(errno.EOPNOTSUPP, fallocate, fd, FALLOC_FL_PUNCH_HOLE, 0, 10)
     finally:
         os.close(fd)

@@ -342,6 +342,74 @@ static void test_tbz(void **state)
 	free(junk);
 }
 
+static void test_punch_hole(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = malloc(5 * MiB), *big = malloc(MiB);
+	struct vmfs_statfs sf0, sf1;
+	struct vmfs_stat st;
+	struct vmfs_extent ext;
+	uint8_t small[600];
+	uint32_t a, r, s;
+
+	/* a file-block file: block 2 freed, the half blocks around it zeroed */
+	fill(buf, 5 * MiB, 11);
+	assert_int_equal(vmfs_create(e->fs, VMFS_ROOT_ADDR, "p", 0600, 0, 0, &a), 0);
+	assert_int_equal(vmfs_pwrite(e->fs, a, buf, 5 * MiB, 0), (int64_t)(5 * MiB));
+	assert_int_equal(vmfs_fs_statfs(e->fs, &sf0), 0);
+	assert_int_equal(vmfs_punch(e->fs, a, 3 * MiB / 2, 2 * MiB), 0);
+	assert_int_equal(vmfs_fs_statfs(e->fs, &sf1), 0);
+	assert_true(sf1.free_blocks == sf0.free_blocks + 1);
+	assert_int_equal(vmfs_stat(e->fs, a, &st), 0);
+	assert_true(st.size == 5 * MiB && st.blk_count == 4);
+	check_range(e->fs, a, 0, buf, 3 * MiB / 2);
+	check_zero(e->fs, a, 3 * MiB / 2, 2 * MiB);
+	check_range(e->fs, a, 7 * MiB / 2, buf + 7 * MiB / 2, 3 * MiB / 2);
+	assert_int_equal(vmfs_map(e->fs, a, 2 * MiB, 0, &ext), 0);
+	assert_int_equal(ext.state, VMFS_EXT_HOLE);
+	assert_true(ext.file_off == 2 * MiB && ext.len == MiB);
+	/* writing into the hole again allocates a fresh, zero-filled block */
+	assert_int_equal(vmfs_pwrite(e->fs, a, small, 1, 2 * MiB + 5), 1);
+	check_zero(e->fs, a, 2 * MiB, 5);
+	/* punching past the end, or nothing, changes nothing */
+	assert_int_equal(vmfs_punch(e->fs, a, 6 * MiB, MiB), 0);
+	assert_int_equal(vmfs_punch(e->fs, a, 0, 0), 0);
+	assert_int_equal(vmfs_punch(e->fs, a, UINT64_MAX - 10, 100), -EFBIG);
+	/* the whole file: every block goes back */
+	assert_int_equal(vmfs_punch(e->fs, a, 0, 5 * MiB), 0);
+	assert_int_equal(vmfs_stat(e->fs, a, &st), 0);
+	assert_true(st.blk_count == 0 && st.size == 5 * MiB);
+	check_zero(e->fs, a, 0, 5 * MiB);
+	assert_int_equal(vmfs_unlink(e->fs, VMFS_ROOT_ADDR, "p"), 0);
+
+	/* a pointer-block file: a block far out freed through its PB */
+	fill(big, MiB, 12);
+	assert_int_equal(vmfs_create(e->fs, VMFS_ROOT_ADDR, "pb", 0600, 0, 0, &r), 0);
+	assert_int_equal(vmfs_pwrite(e->fs, r, big, MiB, 300 * MiB), (int64_t)MiB);
+	assert_int_equal(vmfs_stat(e->fs, r, &st), 0);
+	assert_int_equal(st.zla, VMFS_ZLA_PB);
+	assert_int_equal(vmfs_punch(e->fs, r, 300 * MiB, MiB), 0);
+	assert_int_equal(vmfs_stat(e->fs, r, &st), 0);
+	assert_true(st.blk_count == 0);
+	check_zero(e->fs, r, 300 * MiB, MiB);
+	assert_int_equal(vmfs_unlink(e->fs, VMFS_ROOT_ADDR, "pb"), 0);
+
+	/* a resident file: bytes zeroed inside the FD */
+	fill(small, sizeof(small), 13);
+	assert_int_equal(vmfs_create(e->fs, VMFS_ROOT_ADDR, "r", 0600, 0, 0, &s), 0);
+	assert_int_equal(vmfs_pwrite(e->fs, s, small, sizeof(small), 0), (int64_t)sizeof(small));
+	assert_int_equal(vmfs_punch(e->fs, s, 100, 200), 0);
+	check_range(e->fs, s, 0, small, 100);
+	check_zero(e->fs, s, 100, 200);
+	check_range(e->fs, s, 300, small + 300, sizeof(small) - 300);
+	assert_int_equal(vmfs_unlink(e->fs, VMFS_ROOT_ADDR, "r"), 0);
+	/* not a file */
+	assert_int_equal(vmfs_punch(e->fs, VMFS_ROOT_ADDR, 0, 10), -EISDIR);
+	assert_statfs_initial(e);
+	free(buf);
+	free(big);
+}
+
 static void test_extent_map(void **state)
 {
 	struct env *e = *state;
@@ -920,6 +988,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_partial_block_tail_zeroed_after_shrink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fresh_blocks_never_expose_stale_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tbz, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_punch_hole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extent_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_errors, setup, teardown),
