@@ -348,55 +348,47 @@ int64_t vmfs_pwrite(struct vmfs_fs *fs, uint32_t addr, const void *buf, size_t l
 	return e ? e : w;
 }
 
-int vmfs_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size)
+/* Start a transaction on the live regular file @addr, its FD locked for
+ * writing.  On failure the transaction is already finished. */
+static int file_txn(struct vmfs_fs *fs, struct vmfs_txn *t, uint32_t addr,
+		    struct vmfs_inode **ino)
 {
-	struct vmfs_txn t;
-	struct vmfs_inode *ino;
 	int e;
 
 	if (fs->flags & VMFS_FS_RDONLY)
 		return -EROFS;
-	txn_init(&t, fs);
-	e = iget(&t, addr, true, &ino);
+	txn_init(t, fs);
+	e = iget(t, addr, true, ino);
 	if (!e)
-		e = live_file(ino, true);
-	if (!e)
-		e = ino_truncate(&t, ino, size);
-	return txn_finish(&t, e);
+		e = live_file(*ino, true);
+	return e ? txn_finish(t, e) : 0;
+}
+
+int vmfs_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size)
+{
+	struct vmfs_txn t;
+	struct vmfs_inode *ino;
+	int e = file_txn(fs, &t, addr, &ino);
+
+	return e ? e : txn_finish(&t, ino_truncate(&t, ino, size));
 }
 
 int vmfs_punch(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len)
 {
 	struct vmfs_txn t;
 	struct vmfs_inode *ino;
-	int e;
+	int e = file_txn(fs, &t, addr, &ino);
 
-	if (fs->flags & VMFS_FS_RDONLY)
-		return -EROFS;
-	txn_init(&t, fs);
-	e = iget(&t, addr, true, &ino);
-	if (!e)
-		e = live_file(ino, true);
-	if (!e)
-		e = ino_punch(&t, ino, off, len);
-	return txn_finish(&t, e);
+	return e ? e : txn_finish(&t, ino_punch(&t, ino, off, len));
 }
 
 int vmfs_fallocate(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len, unsigned flags)
 {
 	struct vmfs_txn t;
 	struct vmfs_inode *ino;
-	int e;
+	int e = file_txn(fs, &t, addr, &ino);
 
-	if (fs->flags & VMFS_FS_RDONLY)
-		return -EROFS;
-	txn_init(&t, fs);
-	e = iget(&t, addr, true, &ino);
-	if (!e)
-		e = live_file(ino, true);
-	if (!e)
-		e = ino_fallocate(&t, ino, off, len, flags);
-	return txn_finish(&t, e);
+	return e ? e : txn_finish(&t, ino_fallocate(&t, ino, off, len, flags));
 }
 
 int vmfs_map(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t max_len,
