@@ -16,85 +16,10 @@
 
 #include "vmfs/fs.h"
 #include "vmfs/volume.h"
+#include "memdev.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
-#define CHUNK MiB
-
-/* ---- lazily allocated memory device ------------------------------------------------ */
-struct memdev {
-	uint64_t size;
-	uint8_t **chunks;
-	size_t nchunks;
-};
-
-static int mem_io(struct memdev *m, const struct iovec *iov, int cnt, uint64_t off, bool wr)
-{
-	for (int i = 0; i < cnt; i++) {
-		uint8_t *p = iov[i].iov_base;
-		size_t len = iov[i].iov_len;
-		while (len) {
-			size_t c = (size_t)(off / CHUNK), in = (size_t)(off % CHUNK);
-			size_t n = CHUNK - in < len ? CHUNK - in : len;
-			if (wr) {
-				if (!m->chunks[c]) {
-					m->chunks[c] = calloc(1, CHUNK);
-					if (!m->chunks[c])
-						return -ENOMEM;
-				}
-				memcpy(m->chunks[c] + in, p, n);
-			} else if (m->chunks[c]) {
-				memcpy(p, m->chunks[c] + in, n);
-			} else {
-				memset(p, 0, n);
-			}
-			p += n;
-			off += n;
-			len -= n;
-		}
-	}
-	return 0;
-}
-static int mem_readv(void *p, const struct iovec *iov, int cnt, uint64_t off) { return mem_io(p, iov, cnt, off, false); }
-static int mem_writev(void *p, const struct iovec *iov, int cnt, uint64_t off) { return mem_io(p, iov, cnt, off, true); }
-static int mem_flush(void *p) { (void)p; return 0; }
-static int mem_ats(void *p, uint64_t off, const void *exp, const void *nd, void *cur)
-{
-	uint8_t b[512];
-	struct iovec v = { b, 512 };
-	mem_io(p, &v, 1, off, false);
-	if (memcmp(b, exp, 512)) {
-		if (cur)
-			memcpy(cur, b, 512);
-		return -ESTALE;
-	}
-	v.iov_base = (void *)nd;
-	return mem_io(p, &v, 1, off, true);
-}
-static void mem_close(void *p)
-{
-	struct memdev *m = p;
-	for (size_t i = 0; i < m->nchunks; i++)
-		free(m->chunks[i]);
-	free(m->chunks);
-	free(m);
-}
-static const struct vmfs_bdev_ops mem_ops = { mem_readv, mem_writev, mem_flush, NULL, mem_ats, mem_close };
-
-static struct vmfs_bdev *memdev_new(uint64_t size, const char *name)
-{
-	struct vmfs_bdev_info info = { .size = size, .lbs = 512, .pbs = 4096, .ats = VMFS_ATS_OFD_LOCK };
-	struct memdev *m = calloc(1, sizeof(*m));
-	struct vmfs_bdev *bd;
-
-	assert_non_null(m);
-	m->size = size;
-	m->nchunks = (size + CHUNK - 1) / CHUNK;
-	m->chunks = calloc(m->nchunks, sizeof(*m->chunks));
-	strcpy(info.kind, "mem");
-	assert_int_equal(vmfs_bdev_create(&mem_ops, m, &info, name, &bd), 0);
-	return bd;
-}
 
 static void quiet(void *ctx, int level, const char *msg) { (void)ctx; (void)level; (void)msg; }
 
@@ -114,7 +39,7 @@ static int setup(void **state)
 	struct vmfs_mkfs_result res;
 	struct vmfs_fs_opts fo = { .log = quiet };
 
-	e->dev[0] = memdev_new(17 * MiB + 4 * 256 * MiB, "mem0");
+	e->dev[0] = memdev_new(17 * MiB + 4 * 256 * MiB, "mem0", 0, NULL);
 	assert_int_equal(vmfs_mkfs(e->dev, 1, &mo, &res), 0);
 	e->data_start = res.data_start;
 	{
@@ -867,7 +792,7 @@ static void test_hooks(void **state)
 
 static void test_spanned_any_order(void **state)
 {
-	struct vmfs_bdev *d[2] = { memdev_new(17 * MiB + 256 * MiB, "e0"), memdev_new(17 * MiB + 512 * MiB, "e1") };
+	struct vmfs_bdev *d[2] = { memdev_new(17 * MiB + 256 * MiB, "e0", 0, NULL), memdev_new(17 * MiB + 512 * MiB, "e1", 0, NULL) };
 	struct vmfs_mkfs_opts mo = { .log = quiet, .fresh = true };
 	struct vmfs_mkfs_result res;
 	struct vmfs_fs_opts fo = { .log = quiet };
@@ -898,7 +823,7 @@ static void test_spanned_any_order(void **state)
 
 static void test_volume_validation(void **state)
 {
-	struct vmfs_bdev *d[2] = { memdev_new(17 * MiB + 256 * MiB, "a"), memdev_new(17 * MiB + 256 * MiB, "b") };
+	struct vmfs_bdev *d[2] = { memdev_new(17 * MiB + 256 * MiB, "a", 0, NULL), memdev_new(17 * MiB + 256 * MiB, "b", 0, NULL) };
 	struct vmfs_mkfs_opts mo = { .log = quiet, .fresh = true };
 	struct vmfs_volume_opts vo = { .log = quiet };
 	struct vmfs_volume *vol;

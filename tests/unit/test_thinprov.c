@@ -18,89 +18,25 @@
 #include "vmfs/fs.h"
 #include "vmfs/thinprov.h"
 #include "vmfs/volume.h"
+#include "memdev.h"
 
 #define MiB (1ull << 20)
-#define CHUNK MiB
-
-struct memdev {
-	uint64_t size;
-	uint8_t **chunks;
-	size_t nchunks;
-	uint64_t discarded;        /* bytes */
-	uint64_t discards;         /* calls */
-	int bad_discards;          /* discards of blocks still allocated */
-};
 
 static struct vmfs_fs *g_fs;      /* for the discard check */
+static int bad_discards;          /* discards of blocks still allocated */
 
-static int mem_io(struct memdev *m, const struct iovec *iov, int cnt, uint64_t off, bool wr)
+/* Every discarded block must already be free in the bitmap. */
+static void check_discard(struct memdev *m, uint64_t off, uint64_t len)
 {
-	for (int i = 0; i < cnt; i++) {
-		uint8_t *p = iov[i].iov_base;
-		size_t len = iov[i].iov_len;
-		while (len) {
-			size_t c = (size_t)(off / CHUNK), in = (size_t)(off % CHUNK);
-			size_t n = CHUNK - in < len ? CHUNK - in : len;
-			if (wr) {
-				if (!m->chunks[c]) {
-					m->chunks[c] = malloc(CHUNK);
-					if (!m->chunks[c])
-						return -ENOMEM;
-					memset(m->chunks[c], 0x5A, CHUNK);   /* stale */
-				}
-				memcpy(m->chunks[c] + in, p, n);
-			} else if (m->chunks[c]) {
-				memcpy(p, m->chunks[c] + in, n);
-			} else {
-				memset(p, 0x5A, n);
-			}
-			p += n;
-			off += n;
-			len -= n;
-		}
-	}
-	return 0;
-}
-static int mem_readv(void *p, const struct iovec *iov, int cnt, uint64_t off) { return mem_io(p, iov, cnt, off, false); }
-static int mem_writev(void *p, const struct iovec *iov, int cnt, uint64_t off) { return mem_io(p, iov, cnt, off, true); }
-static int mem_flush(void *p) { (void)p; return 0; }
-static int mem_discard(void *p, uint64_t off, uint64_t len)
-{
-	struct memdev *m = p;
-
-	m->discards++;
-	m->discarded += len;
+	(void)m;
 	if (g_fs) {
 		uint64_t bs = vmfs_fs_get_info(g_fs)->block_size;
 		/* one extent: LV offset = device offset - 17 MiB (PE data start) */
 		for (uint64_t o = off - 17 * MiB; o < off - 17 * MiB + len; o += bs)
 			if (vmfs_addr_allocated(g_fs, vmfs_fb_make((uint32_t)(o / bs), false)) != 0)
-				m->bad_discards++;
+				bad_discards++;
 	}
-	return 0;
 }
-static int mem_ats(void *p, uint64_t off, const void *exp, const void *nd, void *cur)
-{
-	uint8_t b[512];
-	struct iovec v = { b, 512 };
-	mem_io(p, &v, 1, off, false);
-	if (memcmp(b, exp, 512)) {
-		if (cur)
-			memcpy(cur, b, 512);
-		return -ESTALE;
-	}
-	v.iov_base = (void *)nd;
-	return mem_io(p, &v, 1, off, true);
-}
-static void mem_close(void *p)
-{
-	struct memdev *m = p;
-	for (size_t i = 0; i < m->nchunks; i++)
-		free(m->chunks[i]);
-	free(m->chunks);
-	free(m);
-}
-static const struct vmfs_bdev_ops mem_ops = { mem_readv, mem_writev, mem_flush, mem_discard, mem_ats, mem_close };
 
 static void quiet(void *ctx, int level, const char *msg) { (void)ctx; (void)level; (void)msg; }
 
@@ -113,25 +49,19 @@ struct env {
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	struct vmfs_bdev_info info = { .size = 17 * MiB + 256 * MiB, .lbs = 512, .pbs = 4096,
-				       .ats = VMFS_ATS_OFD_LOCK, .discard = true };
 	struct vmfs_mkfs_opts mo = { .label = "tp", .log = quiet };
 	struct vmfs_mkfs_result res;
 	struct vmfs_volume_opts vo = { .log = quiet };
 	struct vmfs_fs_opts fo = { .log = quiet, .flags = VMFS_FS_NO_RESIDENT };
-	struct vmfs_bdev *bd;
+	struct vmfs_bdev *bd = memdev_new(17 * MiB + 256 * MiB, "mem", 0x5A, &e->m);
 
-	e->m = calloc(1, sizeof(*e->m));
-	e->m->size = info.size;
-	e->m->nchunks = info.size / CHUNK;
-	e->m->chunks = calloc(e->m->nchunks, sizeof(uint8_t *));
-	strcpy(info.kind, "mem");
-	assert_int_equal(vmfs_bdev_create(&mem_ops, e->m, &info, "mem", &bd), 0);
+	e->m->on_discard = check_discard;
 	assert_int_equal(vmfs_mkfs(&bd, 1, &mo, &res), 0);
 	assert_int_equal(vmfs_volume_open_bdevs(&bd, 1, &vo, &e->vol), 0);
 	assert_int_equal(vmfs_fs_open(e->vol, &fo, &e->fs), 0);
 	g_fs = e->fs;
 	e->m->discards = e->m->discarded = 0;
+	bad_discards = 0;
 	*state = e;
 	return 0;
 }
@@ -229,7 +159,7 @@ static void test_types_and_random_writes(void **state)
 		read_is(e->fs, a, model, size);
 		usage_is(e->fs, a, THINPROV_EAGERZEROEDTHICK, size, size);
 	}
-	assert_int_equal(e->m->bad_discards, 0);
+	assert_int_equal(bad_discards, 0);
 	free(model);
 	free(buf);
 }
@@ -252,7 +182,7 @@ static void test_extend_keeps_type_and_shrink_refused(void **state)
 	assert_int_equal(thinprov_extend(e->fs, a[2], 2 * MiB, &force, &rc), 0);
 	assert_true(rc.freed == 7 * MiB && rc.discarded == 7 * MiB);
 	usage_is(e->fs, a[2], THINPROV_EAGERZEROEDTHICK, 2 * MiB, 2 * MiB);
-	assert_int_equal(e->m->bad_discards, 0);
+	assert_int_equal(bad_discards, 0);
 	assert_int_equal(thinprov_type_parse("bogus", &(int){ 0 }), -EINVAL);
 	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "bad", MiB, 9, NULL, &a[0]), -EINVAL);
 }
@@ -320,7 +250,7 @@ static void test_reclaim_discards_only_freed_blocks(void **state)
 	assert_int_equal(thinprov_reclaim_free(e->fs, NULL, &rc), 0);
 	assert_true(rc.freed == s1.free_blocks * MiB);
 	assert_true(rc.discarded == rc.freed);
-	assert_int_equal(e->m->bad_discards, 0);
+	assert_int_equal(bad_discards, 0);
 	{
 		struct thinprov_ds_usage du;
 		assert_int_equal(thinprov_ds_usage(e->fs, &du), 0);
