@@ -105,6 +105,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude $(PKG_CFLAGS) \
 	       -Wall -Wextra -Werror -Wno-unused-parameter -fsanitize=address,undefined
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
+# non-harness sources in tests/fuzz (the fs harnesses' image builder) link into every harness
+FUZZ_HELPER_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c)))
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -114,9 +116,9 @@ $(FUZZ_BUILD)/libvmfs.a: $(FUZZ_LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_BUILD)/libvmfs.a
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_HELPER_OBJS) $(FUZZ_BUILD)/libvmfs.a
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libvmfs.a $(LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -fsanitize=fuzzer -o $@ $< $(FUZZ_HELPER_OBJS) $(FUZZ_BUILD)/libvmfs.a $(LIBS)
 
 # ---- top-level jobs ------------------------------------------------------------
 deps:
@@ -167,5 +169,5 @@ uninstall:
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
--include $(shell find $(BUILD)/obj $(ASAN_BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz $(ASAN_BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:

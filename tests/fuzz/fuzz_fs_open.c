@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: open / lookup / readdir / stat / read / map on a VMFS5
- * image corrupted by the fuzz input.
+ * image corrupted by the fuzz input (image and patch format: fs_image.h).
  *
  * A small volume is formatted and filled once (resident, SB, FB, PB files, a
  * sub-directory, a symlink, TBZ blocks) in memory.  Each input is a list of
@@ -11,159 +11,9 @@
  * filesystem is opened read-only and walked; any crash, hang or sanitizer
  * report is a bug.
  */
-#include <errno.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "vmfs/fs.h"
-#include "vmfs/volume.h"
-
-#define MiB (1ull << 20)
-#define DEV_SIZE (17 * MiB + 256 * MiB)
-#define CHUNK MiB
-
-static uint8_t *base[DEV_SIZE / CHUNK + 1];
-static uint64_t regions[16];
-static int nregions;
-
-struct patch {
-	uint64_t off;
-	uint32_t len;
-	const uint8_t *data;
-};
-struct overlay {
-	uint64_t size;
-	struct patch p[64];
-	int np;
-};
-
-static int ov_readv(void *priv, const struct iovec *iov, int cnt, uint64_t off)
-{
-	struct overlay *o = priv;
-
-	for (int i = 0; i < cnt; i++) {
-		uint8_t *dst = iov[i].iov_base;
-		uint64_t len = iov[i].iov_len, start = off;
-		while (len) {
-			uint64_t c = off / CHUNK, in = off % CHUNK;
-			uint64_t n = CHUNK - in < len ? CHUNK - in : len;
-			if (base[c])
-				memcpy(dst, base[c] + in, n);
-			else
-				memset(dst, 0, n);
-			dst += n;
-			off += n;
-			len -= n;
-		}
-		for (int k = 0; k < o->np; k++) {
-			const struct patch *p = &o->p[k];
-			uint64_t a = p->off > start ? p->off : start;
-			uint64_t b = p->off + p->len < off ? p->off + p->len : off;
-			if (a < b)
-				memcpy((uint8_t *)iov[i].iov_base + (a - start), p->data + (a - p->off), b - a);
-		}
-	}
-	return 0;
-}
-
-static int ro_writev(void *priv, const struct iovec *iov, int cnt, uint64_t off)
-{
-	(void)priv; (void)iov; (void)cnt; (void)off;
-	return -EROFS;
-}
-
-/* build-time device: writes go to the base chunks */
-static int base_writev(void *priv, const struct iovec *iov, int cnt, uint64_t off)
-{
-	(void)priv;
-	for (int i = 0; i < cnt; i++) {
-		const uint8_t *src = iov[i].iov_base;
-		uint64_t len = iov[i].iov_len;
-		while (len) {
-			uint64_t c = off / CHUNK, in = off % CHUNK;
-			uint64_t n = CHUNK - in < len ? CHUNK - in : len;
-			if (!base[c] && !(base[c] = calloc(1, CHUNK)))
-				return -ENOMEM;
-			memcpy(base[c] + in, src, n);
-			src += n;
-			off += n;
-			len -= n;
-		}
-	}
-	return 0;
-}
-
-static int nop_flush(void *priv) { (void)priv; return 0; }
-static int no_ats(void *priv, uint64_t off, const void *e, const void *n, void *c)
-{
-	(void)priv; (void)off; (void)e; (void)n; (void)c;
-	return -EOPNOTSUPP;
-}
-
-static const struct vmfs_bdev_ops ov_ops = { ov_readv, ro_writev, nop_flush, NULL, no_ats, NULL };
-static const struct vmfs_bdev_ops base_ops = { ov_readv, base_writev, nop_flush, NULL, no_ats, NULL };
-
-static void quiet(void *ctx, int level, const char *msg) { (void)ctx; (void)level; (void)msg; }
-
-static void add_region(uint64_t dev_off)
-{
-	if (nregions < 16)
-		regions[nregions++] = dev_off;
-}
-
-static void build_base(void)
-{
-	static struct overlay none = { .size = DEV_SIZE };
-	struct vmfs_bdev_info info = { .size = DEV_SIZE, .lbs = 512, .pbs = 512 };
-	struct vmfs_mkfs_opts mo = { .label = "fuzz", .log = quiet, .fresh = true, .now = 1 };
-	struct vmfs_volume_opts vo = { .log = quiet };
-	struct vmfs_fs_opts fo = { .log = quiet };
-	struct vmfs_volume *vol;
-	struct vmfs_fs *fs;
-	struct vmfs_bdev *bd;
-	struct vmfs_fd fd;
-	uint8_t *buf = malloc(3 * MiB);
-	uint32_t d, a;
-	uint64_t lv;
-	const uint64_t L = 0x1100000; /* device offset of LV 0 */
-
-	memset(buf, 0x5A, 3 * MiB);
-	vmfs_bdev_create(&base_ops, &none, &info, "base", &bd);
-	vmfs_mkfs(&bd, 1, &mo, NULL);
-	vmfs_volume_open_bdevs(&bd, 1, &vo, &vol);
-	vmfs_fs_open(vol, &fo, &fs);
-	vmfs_mkdir(fs, VMFS_ROOT_ADDR, "dir", 0755, 0, 0, &d);
-	vmfs_create(fs, VMFS_ROOT_ADDR, "res", 0644, 0, 0, &a);
-	vmfs_pwrite(fs, a, "resident data", 13, 0);
-	vmfs_create(fs, d, "sb", 0644, 0, 0, &a);
-	vmfs_pwrite(fs, a, buf, 5000, 0);
-	vmfs_symlink(fs, d, "ln", "/vmfs/volumes/fuzz/res", &a);
-	vmfs_create(fs, VMFS_ROOT_ADDR, "fb", 0644, 0, 0, &a);
-	vmfs_pwrite(fs, a, buf, 3 * MiB, 0);
-	vmfs_create(fs, VMFS_ROOT_ADDR, "pb", 0644, 0, 0, &a);
-	vmfs_pwrite(fs, a, buf, 100, 300 * MiB);
-	vmfs_fd_read(fs, a, &fd, &lv);
-	add_region(L + lv);                                   /* a PB file's FD */
-	vmfs_fallocate(fs, a, 0, 2 * MiB, VMFS_ALLOC_TBZ);
-	vmfs_fd_read(fs, VMFS_ROOT_ADDR, &fd, &lv);
-	add_region(L + lv);                                   /* root FD */
-	add_region(L + (uint64_t)vmfs_fb_block(fd.blocks[0]) * MiB); /* root dir block */
-	vmfs_fd_read(fs, d, &fd, &lv);
-	add_region(L + lv);                                   /* sub-dir FD */
-	add_region(0x100000);                                 /* LVM header + volume table */
-	add_region(L + 0x200000);                             /* FS descriptor */
-	for (int k = 0; k < VMFS_RES_COUNT; k++) {
-		struct vmfs_cluster c;
-		vmfs_res_read_cluster(fs, k, 0, &c, &lv);
-		add_region(L + lv - 0x10000);                 /* resource header .. clusters */
-		add_region(L + lv);
-	}
-	vmfs_fs_close(fs);
-	vmfs_volume_close(vol);
-	free(buf);
-}
+#include "fs_image.h"
 
 static int walk(struct vmfs_fs *fs, uint32_t dir, int depth);
 
@@ -204,48 +54,15 @@ static int walk(struct vmfs_fs *fs, uint32_t dir, int depth)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static bool built;
-	struct overlay ov = { .size = DEV_SIZE };
-	struct vmfs_bdev_info info = { .lbs = 512, .pbs = 512, .rdonly = true };
-	struct vmfs_volume_opts vo = { .log = quiet, .bdev_flags = VMFS_BDEV_RDONLY };
-	struct vmfs_fs_opts fo = { .log = quiet, .flags = VMFS_FS_RDONLY };
+	struct fz_image *img;
 	struct vmfs_volume *vol;
 	struct vmfs_fs *fs;
-	struct vmfs_bdev *bd;
 	struct vmfs_statfs sf;
 	uint32_t a;
-	size_t i = 0;
 
-	if (!built) {
-		build_base();
-		built = true;
-	}
-	if (size >= 1 && data[0] == 0xFF && size >= 5) {
-		/* truncated image */
-		uint32_t t = (uint32_t)data[1] | (uint32_t)data[2] << 8 | (uint32_t)data[3] << 16;
-		ov.size = ((uint64_t)t * 4096) % DEV_SIZE;
-		ov.size -= ov.size % 512;
-		i = 4;
-	}
-	while (i + 4 <= size && ov.np < 64) {
-		uint64_t r = regions[data[i] % (nregions ? nregions : 1)];
-		uint32_t off = (uint32_t)data[i + 1] | (uint32_t)data[i + 2] << 8;
-		uint32_t len = data[i + 3] % 32 + 1;
-		i += 4;
-		if (i + len > size)
-			len = (uint32_t)(size - i);
-		if (!len)
-			break;
-		ov.p[ov.np++] = (struct patch){ r + off * 2ull % 0x20000, len, data + i };
-		i += len;
-	}
-	info.size = ov.size;
-	strcpy(info.kind, "fuzz");
-	if (vmfs_bdev_create(&ov_ops, &ov, &info, "fuzz", &bd))
+	if (fz_open(data, size, 0, &img, &vol, &fs))
 		return 0;
-	if (vmfs_volume_open_bdevs(&bd, 1, &vo, &vol))
-		return 0;
-	if (vmfs_fs_open(vol, &fo, &fs) == 0) {
+	if (fs) {
 		walk(fs, VMFS_ROOT_ADDR, 0);
 		vmfs_resolve(fs, "/dir/sb", &a);
 		vmfs_resolve(fs, "/dir/../fb", &a);
@@ -261,8 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				for (uint64_t it = 0; it < 8; it++)
 					vmfs_fd_read_raw(fs, it, &fd, NULL);
 		}
-		vmfs_fs_close(fs);
 	}
-	vmfs_volume_close(vol);
+	fz_close(img, vol, fs);
 	return 0;
 }
