@@ -155,29 +155,13 @@ void vmfsd_iscsi_stop(struct vmfsd *d)
 	backing_set_datastore_resolver(NULL, NULL);
 }
 
-static void reply(FILE *f, bool json, bool ok, const char *msg)
-{
-	if (json) {
-		fprintf(f, "{\"%s\": \"", ok ? "ok" : "error");
-		for (const char *p = msg; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				fputc('\\', f);
-			if ((unsigned char)*p >= 0x20)
-				fputc(*p, f);
-		}
-		fprintf(f, "\"}\n");
-	} else {
-		fprintf(f, "%s%s\n", ok ? "" : "error: ", msg);
-	}
-}
-
 void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv)
 {
 	char err[512] = "", msg[600], key[320];
 	int r, lun;
 
 	if (!d->iscsi) {
-		reply(f, json, false, "iSCSI target not running");
+		vmfsd_reply(f, json, false, "iSCSI target not running");
 		return;
 	}
 	if (argc >= 1 && !strcmp(argv[0], "list")) {
@@ -185,12 +169,12 @@ void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 	} else if (argc == 2 && !strcmp(argv[0], "add")) {
 		r = add_lun(d, argv[1], true, &lun, err, sizeof(err));
 		if (r) {
-			reply(f, json, false, err);
+			vmfsd_reply(f, json, false, err);
 			return;
 		}
 		log_info("iscsi: added LUN %d: %s", lun, argv[1]);
 		snprintf(msg, sizeof(msg), "added LUN %d", lun);
-		reply(f, json, true, msg);
+		vmfsd_reply(f, json, true, msg);
 	} else if ((argc == 2 || argc == 3) && !strcmp(argv[0], "remove")) {
 		char *end = NULL;
 		long l = -1;
@@ -198,13 +182,13 @@ void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 		if (argc == 3) {
 			l = strtol(argv[2], &end, 10);
 			if (*end || l < 0 || l >= ISCSI_MAX_LUNS) {
-				reply(f, json, false, "bad LUN number");
+				vmfsd_reply(f, json, false, "bad LUN number");
 				return;
 			}
 		}
 		r = iscsi_srv_remove(d->iscsi, argv[1], (int)l, err, sizeof(err));
 		if (r) {
-			reply(f, json, false, err);
+			vmfsd_reply(f, json, false, err);
 			return;
 		}
 		if (l >= 0) {
@@ -216,9 +200,9 @@ void vmfsd_iscsi_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 		}
 		log_info("iscsi: removed %s%s%s", argv[1], argc == 3 ? " LUN " : "",
 			 argc == 3 ? argv[2] : "");
-		reply(f, json, true, "removed");
+		vmfsd_reply(f, json, true, "removed");
 	} else {
-		reply(f, json, false, "usage: target list | target add IQN,PATH[,opts] | "
+		vmfsd_reply(f, json, false, "usage: target list | target add IQN,PATH[,opts] | "
 		      "target remove IQN [LUN]");
 	}
 }

@@ -101,14 +101,14 @@ static void cmd_volumes(struct vmfsd *d, FILE *f, bool json)
 		fprintf(f, "]\n");
 }
 
-static void reply_error(FILE *f, bool json, const char *msg)
+void vmfsd_reply(FILE *f, bool json, bool ok, const char *msg)
 {
 	if (json) {
-		fprintf(f, "{\"error\": ");
+		fprintf(f, "{\"%s\": ", ok ? "ok" : "error");
 		vmfsd_json_str(f, msg);
 		fprintf(f, "}\n");
 	} else {
-		fprintf(f, "error: %s\n", msg);
+		fprintf(f, "%s%s\n", ok ? "" : "error: ", msg);
 	}
 }
 
@@ -148,7 +148,7 @@ void vmfsd_mgmt_serve(struct vmfsd *d, int fd)
 	if (!f)
 		goto out;
 	if (!argc)
-		reply_error(f, json, "empty request");
+		vmfsd_reply(f, json, false, "empty request");
 	else if (!strcmp(argv[0], "status"))
 		cmd_status(d, f, json);
 	else if (!strcmp(argv[0], "volumes"))
@@ -164,7 +164,7 @@ void vmfsd_mgmt_serve(struct vmfsd *d, int fd)
 	else if (!strcmp(argv[0], "vdisk"))
 		vmfsd_vhost_mgmt(d, f, json, argc - 1, argv + 1);
 	else
-		reply_error(f, json, "unknown command (status, volumes, hosts, locks, target, export, vdisk)");
+		vmfsd_reply(f, json, false, "unknown command (status, volumes, hosts, locks, target, export, vdisk)");
 	fclose(f);
 	for (size_t off = 0; off < len;) {
 		ssize_t n = write(fd, buf + off, len - off);

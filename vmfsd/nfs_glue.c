@@ -196,50 +196,34 @@ void vmfsd_nfs_stop(struct vmfsd *d)
 	d->nfs = NULL;
 }
 
-static void reply(FILE *f, bool json, bool ok, const char *msg)
-{
-	if (json) {
-		fprintf(f, "{\"%s\": \"", ok ? "ok" : "error");
-		for (const char *p = msg; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				fputc('\\', f);
-			if ((unsigned char)*p >= 0x20)
-				fputc(*p, f);
-		}
-		fprintf(f, "\"}\n");
-	} else {
-		fprintf(f, "%s%s\n", ok ? "" : "error: ", msg);
-	}
-}
-
 void vmfsd_nfs_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv)
 {
 	char err[512] = "", key[1100];
 
 	if (!d->nfs) {
-		reply(f, json, false, "NFS server not running");
+		vmfsd_reply(f, json, false, "NFS server not running");
 		return;
 	}
 	if (argc >= 1 && !strcmp(argv[0], "list")) {
 		nfs_srv_list_exports(d->nfs, f, json);
 	} else if (argc == 2 && !strcmp(argv[0], "add")) {
 		if (add_export(d, argv[1], true, err, sizeof(err))) {
-			reply(f, json, false, err);
+			vmfsd_reply(f, json, false, err);
 			return;
 		}
 		log_info("nfs: added export %s", argv[1]);
-		reply(f, json, true, "added");
+		vmfsd_reply(f, json, true, "added");
 	} else if (argc == 2 && !strcmp(argv[0], "remove")) {
 		if (nfs_srv_remove_export(d->nfs, argv[1], err, sizeof(err))) {
-			reply(f, json, false, err);
+			vmfsd_reply(f, json, false, err);
 			return;
 		}
 		snprintf(key, sizeof(key), "nfs/export/%.1024s", argv[1]);
 		vstore_del(d->store, key);
 		log_info("nfs: removed export %s", argv[1]);
-		reply(f, json, true, "removed");
+		vmfsd_reply(f, json, true, "removed");
 	} else {
-		reply(f, json, false, "usage: export list | export add PATH[,options] | "
+		vmfsd_reply(f, json, false, "usage: export list | export add PATH[,options] | "
 		      "export remove PATH");
 	}
 }

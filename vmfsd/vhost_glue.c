@@ -345,22 +345,6 @@ void vmfsd_vhost_stop(struct vmfsd *d)
 	d->vhost = NULL;
 }
 
-static void reply(FILE *f, bool json, bool ok, const char *msg)
-{
-	if (json) {
-		fprintf(f, "{\"%s\": \"", ok ? "ok" : "error");
-		for (const char *p = msg; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				fputc('\\', f);
-			if ((unsigned char)*p >= 0x20)
-				fputc(*p, f);
-		}
-		fprintf(f, "\"}\n");
-	} else {
-		fprintf(f, "%s%s\n", ok ? "" : "error: ", msg);
-	}
-}
-
 static void list(struct vhost_srv *s, FILE *f, bool json)
 {
 	if (json)
@@ -395,7 +379,7 @@ void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 	char err[512] = "", spec[2100], key[1100];
 
 	if (!s) {
-		reply(f, json, false, "vhost-user-blk service not running");
+		vmfsd_reply(f, json, false, "vhost-user-blk service not running");
 		return;
 	}
 	if (argc >= 1 && !strcmp(argv[0], "list")) {
@@ -405,10 +389,10 @@ void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 		snprintf(spec, sizeof(spec), "%s,%s%s%s", argv[2], argv[1], argc == 4 ? "," : "",
 			 argc == 4 ? argv[3] : "");
 		if (add(d, spec, true, err, sizeof(err))) {
-			reply(f, json, false, err);
+			vmfsd_reply(f, json, false, err);
 			return;
 		}
-		reply(f, json, true, "exported");
+		vmfsd_reply(f, json, true, "exported");
 	} else if (argc == 2 && !strcmp(argv[0], "unexport")) {
 		for (int i = 0; i < s->n; i++) {
 			struct vexport *e = &s->ex[i];
@@ -421,11 +405,11 @@ void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 			stop_export(e);
 			s->ex[i] = s->ex[--s->n];
 			memset(&s->ex[s->n], 0, sizeof(s->ex[s->n]));
-			reply(f, json, true, "unexported");
+			vmfsd_reply(f, json, true, "unexported");
 			return;
 		}
-		reply(f, json, false, "no such export (give its SOCKET or DISK)");
+		vmfsd_reply(f, json, false, "no such export (give its SOCKET or DISK)");
 	} else {
-		reply(f, json, false, "usage: vdisk list | export DISK SOCKET [OPTIONS] | unexport SOCKET|DISK");
+		vmfsd_reply(f, json, false, "usage: vdisk list | export DISK SOCKET [OPTIONS] | unexport SOCKET|DISK");
 	}
 }

@@ -72,6 +72,8 @@ void vmfsd_mgmt_serve(struct vmfsd *d, int fd);
 #include <stdio.h>
 /** Write @s as a JSON string (quoted, escaped). */
 void vmfsd_json_str(FILE *f, const char *s);
+/** One-line management reply: text "MSG" / "error: MSG", or {"ok"|"error": "MSG"}. */
+void vmfsd_reply(FILE *f, bool json, bool ok, const char *msg);
 
 double vmfsd_now(void);
 
