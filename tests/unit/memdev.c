@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "memdev.h"
 
@@ -117,5 +118,23 @@ struct vmfs_bdev *memdev_new(uint64_t size, const char *name, uint8_t fill, stru
 		abort();
 	if (out)
 		*out = m;
+	return bd;
+}
+
+struct vmfs_bdev *tmpfile_bdev(char path[64], uint64_t size, unsigned flags)
+{
+	struct vmfs_bdev_open_opts o = { .flags = flags | VMFS_BDEV_CREATE, .create_size = size };
+	struct vmfs_bdev *bd;
+	int fd;
+
+	strcpy(path, "/tmp/vmfs-ut-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	close(fd);
+	if (vmfs_bdev_open_opts(path, &o, &bd)) {
+		unlink(path);
+		return NULL;
+	}
 	return bd;
 }

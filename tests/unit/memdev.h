@@ -1,5 +1,5 @@
-/* A lazily allocated in-memory device for unit tests (linked into every
- * tests/unit/test_*.c by the Makefile). */
+/* Test devices for unit tests (linked into every tests/unit/test_*.c by the
+ * Makefile): a lazily allocated in-memory device, and a temporary file. */
 #ifndef VMFS_TEST_MEMDEV_H
 #define VMFS_TEST_MEMDEV_H
 
@@ -21,5 +21,9 @@ struct memdev {
 /** A device of @size bytes whose unwritten bytes read as @fill; @out (may
  *  be NULL) receives the memdev for counters and hooks.  Aborts on ENOMEM. */
 struct vmfs_bdev *memdev_new(uint64_t size, const char *name, uint8_t fill, struct memdev **out);
+
+/** A temporary file of @size bytes (name written to @path, which the
+ *  caller unlinks) opened with @flags (VMFS_BDEV_*); NULL on failure. */
+struct vmfs_bdev *tmpfile_bdev(char path[64], uint64_t size, unsigned flags);
 
 #endif

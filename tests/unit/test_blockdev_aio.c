@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "vmfs/blockdev.h"
+#include "memdev.h"
 
 #define DEV_SIZE (8u << 20)
 
@@ -19,17 +20,8 @@ static char path[64];
 
 static int setup(void **state)
 {
-	struct vmfs_bdev_open_opts o = { .flags = VMFS_BDEV_CREATE | VMFS_BDEV_DIRECT,
-					 .create_size = DEV_SIZE };
-	struct vmfs_bdev *bd;
-	int fd;
-
-	strcpy(path, "/tmp/vmfs-aio-XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	close(fd);
-	assert_int_equal(vmfs_bdev_open_opts(path, &o, &bd), 0);
-	*state = bd;
+	*state = tmpfile_bdev(path, DEV_SIZE, VMFS_BDEV_DIRECT);
+	assert_non_null(*state);
 	return 0;
 }
 

@@ -10,21 +10,14 @@
 #include <cmocka.h>
 
 #include "vmfs/blockdev.h"
+#include "memdev.h"
 
 static char path[64];
 
 static int setup(void **state)
 {
-	struct vmfs_bdev_open_opts o = { .flags = VMFS_BDEV_CREATE, .create_size = 1 << 20 };
-	struct vmfs_bdev *bd;
-	int fd;
-
-	strcpy(path, "/tmp/vmfs-ut-XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	close(fd);
-	assert_int_equal(vmfs_bdev_open_opts(path, &o, &bd), 0);
-	*state = bd;
+	*state = tmpfile_bdev(path, 1 << 20, 0);
+	assert_non_null(*state);
 	return 0;
 }
 
