@@ -216,7 +216,8 @@ static int get_dir(struct vmfs_txn *t, uint32_t dir, struct vmfs_inode **d)
 	return e;
 }
 
-int vmfs_fsck_dir_add(struct vmfs_fs *fs, uint32_t dir, const struct vmfs_dirent *de)
+/* Write one raw directory entry: slot @idx, or appended when @idx < 0. */
+static int dirent_put(struct vmfs_fs *fs, uint32_t dir, int64_t idx, const struct vmfs_dirent *de)
 {
 	struct vmfs_txn t;
 	struct vmfs_inode *d;
@@ -228,36 +229,25 @@ int vmfs_fsck_dir_add(struct vmfs_fs *fs, uint32_t dir, const struct vmfs_dirent
 		return e;
 	txn_init(&t, fs);
 	e = get_dir(&t, dir, &d);
+	if (!e && idx >= 0 && (uint64_t)idx >= d->fd.size / OD_DIRENT_SIZE)
+		e = -EINVAL;
 	if (e)
 		goto out;
 	od_dirent_encode(de, b);
-	w = ino_write(&t, d, b, sizeof(b), d->fd.size);
+	w = ino_write(&t, d, b, sizeof(b), idx < 0 ? d->fd.size : (uint64_t)idx * OD_DIRENT_SIZE);
 	e = w < 0 ? (int)w : 0;
 out:
 	return txn_finish(&t, e);
 }
 
+int vmfs_fsck_dir_add(struct vmfs_fs *fs, uint32_t dir, const struct vmfs_dirent *de)
+{
+	return dirent_put(fs, dir, -1, de);
+}
+
 int vmfs_fsck_dirent_set(struct vmfs_fs *fs, uint32_t dir, uint32_t idx, const struct vmfs_dirent *de)
 {
-	struct vmfs_txn t;
-	struct vmfs_inode *d;
-	uint8_t b[OD_DIRENT_SIZE];
-	int64_t w;
-	int e;
-
-	if ((e = check_rw(fs)))
-		return e;
-	txn_init(&t, fs);
-	e = get_dir(&t, dir, &d);
-	if (!e && (uint64_t)idx >= d->fd.size / OD_DIRENT_SIZE)
-		e = -EINVAL;
-	if (e)
-		goto out;
-	od_dirent_encode(de, b);
-	w = ino_write(&t, d, b, sizeof(b), (uint64_t)idx * OD_DIRENT_SIZE);
-	e = w < 0 ? (int)w : 0;
-out:
-	return txn_finish(&t, e);
+	return dirent_put(fs, dir, idx, de);
 }
 
 int vmfs_fsck_dirent_remove(struct vmfs_fs *fs, uint32_t dir, uint32_t idx)
