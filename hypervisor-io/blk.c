@@ -44,10 +44,10 @@ size_t vh_blk_config(const struct vh_dev *d, uint8_t *buf, size_t bufsz)
 	c.num_queues = (uint16_t)d->nq;
 	c.max_discard_sectors = MAX_DWZ_SECTORS;
 	c.max_discard_seg = MAX_DWZ_SEGS;
-	c.discard_sector_alignment = c.blk_size / 512;
+	c.discard_sector_alignment = (d->disk->discard_align ? d->disk->discard_align : c.blk_size) / 512;
 	c.max_write_zeroes_sectors = MAX_DWZ_SECTORS;
 	c.max_write_zeroes_seg = MAX_DWZ_SEGS;
-	c.write_zeroes_may_unmap = 0;
+	c.write_zeroes_may_unmap = d->disk->unmap;
 	size_t n = sizeof(c) < bufsz ? sizeof(c) : bufsz;
 
 	memcpy(buf, &c, n);
@@ -133,7 +133,8 @@ static uint8_t do_dwz(struct vh_dev *d, struct vh_req *r, uint32_t type, uint64_
 		if (type == VIRTIO_BLK_T_DISCARD)
 			e = dk->ops->discard ? dk->ops->discard(dk, off, len) : 0;
 		else
-			e = dk->ops->write_zeroes(dk, off, len);
+			e = dk->ops->write_zeroes(dk, off, len, s[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP
+								 ? VHOST_WZ_UNMAP : 0);
 		if (e == -EOPNOTSUPP && type == VIRTIO_BLK_T_DISCARD)
 			e = 0;
 		if (e) {

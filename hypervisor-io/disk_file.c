@@ -143,11 +143,15 @@ static int f_discard(struct vhost_disk *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
-static int f_write_zeroes(struct vhost_disk *d, uint64_t off, uint64_t len)
+static int f_write_zeroes(struct vhost_disk *d, uint64_t off, uint64_t len, unsigned flags)
 {
 	struct fdisk *f = d->priv;
 	static const uint8_t zero[65536];
 
+	/* a hole in a file, or a block device's zeroing discard, reads as zeros */
+	if ((flags & VHOST_WZ_UNMAP) &&
+	    !fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return 0;
 	if (!fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
 		return 0;
 	while (len) {
@@ -225,6 +229,7 @@ int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **o
 	f->d.ops = &file_ops;
 	f->d.priv = f;
 	f->d.blk_size = 512;
+	f->d.unmap = true;
 	f->d.rdonly = flags & VHOST_DISK_RDONLY;
 	snprintf(f->d.serial, sizeof(f->d.serial), "file-%llx-%llx",
 		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);

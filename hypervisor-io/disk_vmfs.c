@@ -15,6 +15,17 @@
  * changes its block map: the LV offset of every allocated file block is
  * cached after the first lookup, and only this disk's own calls change it.
  * Allocation and map lookups are serialised by one mutex per disk.
+ *
+ * DISCARD (and WRITE_ZEROES with UNMAP) on a thin disk frees the file blocks
+ * (vmfs_punch: whole blocks back to the bitmap and discarded on the device
+ * after the commit, partial blocks at the edges zeroed).  A freed block may
+ * be handed to another file at once, so no request may still be using its
+ * cached LV offset: every request holds the disk's map lock shared from its
+ * lookup to the end of its I/O, a punch holds it exclusively (writers first,
+ * so a busy disk cannot starve it) and clears the cache of the range before
+ * it lets requests run again.  Thick disks (no hole when opened, unless
+ * VHOST_DISK_THIN) keep their blocks: DISCARD is passed down as a device
+ * discard of the allocated parts, as ESX ignores UNMAP on thick disks.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -35,6 +46,8 @@ struct vdisk {
 	uint64_t nblocks;
 	uint64_t *cache;          /* LV offset + 1 of each allocated block, 0 unknown */
 	pthread_mutex_t meta;
+	pthread_rwlock_t maplock; /* shared: a request using cached offsets; excl: punch */
+	bool thin;                /* DISCARD frees blocks */
 	uint8_t *zero;
 };
 
@@ -104,6 +117,7 @@ static int v_rw(struct vhost_disk *d, const struct iovec *iov, int n, uint64_t o
 		total += iov[i].iov_len;
 	if (n > 260)
 		return -EINVAL;
+	pthread_rwlock_rdlock(&v->maplock);
 	while (done < total) {
 		uint64_t p = off + done, rest = total - done;
 		struct vmfs_extent e;
@@ -164,6 +178,7 @@ static int v_rw(struct vhost_disk *d, const struct iovec *iov, int n, uint64_t o
 			break;
 		done += chunk;
 	}
+	pthread_rwlock_unlock(&v->maplock);
 	return r;
 }
 
@@ -184,7 +199,8 @@ static int v_flush(struct vhost_disk *d)
 	return vmfs_fs_sync(v->fs);
 }
 
-/* Walk the allocated extents of [off, off+len): discard or zero them. */
+/* Walk the allocated extents of [off, off+len): discard or zero them
+ * (the caller holds the map lock shared). */
 static int walk_alloc(struct vdisk *v, uint64_t off, uint64_t len, bool zero)
 {
 	while (len) {
@@ -228,18 +244,75 @@ static int walk_alloc(struct vdisk *v, uint64_t off, uint64_t len, bool zero)
 	return 0;
 }
 
+static int walk_shared(struct vdisk *v, uint64_t off, uint64_t len, bool zero)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&v->maplock);
+	r = walk_alloc(v, off, len, zero);
+	pthread_rwlock_unlock(&v->maplock);
+	return r;
+}
+
+/* Free the blocks of [off, off+len) (the range reads as zeros afterwards):
+ * no request is between its lookup and the end of its I/O meanwhile, and
+ * the cached offsets of the range are forgotten before any runs again. */
+static int punch(struct vdisk *v, uint64_t off, uint64_t len)
+{
+	uint64_t b0 = off / v->bs, b1 = (off + len + v->bs - 1) / v->bs;
+	int r;
+
+	pthread_rwlock_wrlock(&v->maplock);
+	pthread_mutex_lock(&v->meta);
+	r = vmfs_punch(v->fs, v->addr, off, len);
+	for (uint64_t b = b0; b < b1 && b < v->nblocks; b++)
+		__atomic_store_n(&v->cache[b], 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&v->meta);
+	pthread_rwlock_unlock(&v->maplock);
+	return r;
+}
+
 static int v_discard(struct vhost_disk *d, uint64_t off, uint64_t len)
 {
 	struct vdisk *v = d->priv;
 
+	if (v->thin)
+		return punch(v, off, len);
 	if (!vmfs_bdev_get_info(v->lv)->discard)
 		return -EOPNOTSUPP;
-	return walk_alloc(v, off, len, false);
+	return walk_shared(v, off, len, false);
 }
 
-static int v_write_zeroes(struct vhost_disk *d, uint64_t off, uint64_t len)
+static int v_write_zeroes(struct vhost_disk *d, uint64_t off, uint64_t len, unsigned flags)
 {
-	return walk_alloc(d->priv, off, len, true);
+	struct vdisk *v = d->priv;
+
+	if (v->thin && (flags & VHOST_WZ_UNMAP))
+		return punch(v, off, len);
+	return walk_shared(v, off, len, true);
+}
+
+/* Thin unless the caller says otherwise: a hole anywhere in the file. */
+static int has_hole(struct vdisk *v, bool *hole)
+{
+	*hole = false;
+	for (uint64_t off = 0; off < v->d.size;) {
+		struct vmfs_extent e;
+		int r = vmfs_map(v->fs, v->addr, off, 0, &e);
+
+		if (r == -ENXIO)
+			break;
+		if (r)
+			return r;
+		if (e.state == VMFS_EXT_HOLE || e.state == VMFS_EXT_INLINE) {
+			*hole = true;
+			return 0;
+		}
+		if (e.file_off + e.len <= off)
+			return -EIO;   /* the map must make progress */
+		off = e.file_off + e.len;
+	}
+	return 0;
 }
 
 static void v_close(struct vhost_disk *d)
@@ -247,6 +320,7 @@ static void v_close(struct vhost_disk *d)
 	struct vdisk *v = d->priv;
 
 	pthread_mutex_destroy(&v->meta);
+	pthread_rwlock_destroy(&v->maplock);
 	free(v->cache);
 	free(v->zero);
 	free(v);
@@ -289,10 +363,23 @@ int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
 		r = -ENOMEM;
 		goto fail;
 	}
+	if (flags & (VHOST_DISK_THIN | VHOST_DISK_THICK))
+		v->thin = !(flags & VHOST_DISK_THICK);
+	else if ((r = has_hole(v, &v->thin)))
+		goto fail;
+	pthread_rwlockattr_t ra;
+
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&v->maplock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&v->meta, NULL);
 	v->d.ops = &vmfs_ops;
 	v->d.priv = v;
 	v->d.blk_size = 512;
+	v->d.unmap = v->thin;
+	/* a Linux guest aligns its discards to this: whole blocks get freed */
+	v->d.discard_align = v->thin && v->bs <= (1u << 30) ? (uint32_t)v->bs : 0;
 	v->d.rdonly = (flags & VHOST_DISK_RDONLY) || vmfs_bdev_get_info(v->lv)->rdonly;
 	snprintf(v->d.serial, sizeof(v->d.serial), "vmfs-%.6s-%08x",
 		 vmfs_fs_get_info(fs)->uuid_str, addr);

@@ -46,8 +46,9 @@ struct vhost_disk_ops {
 	int (*flush)(struct vhost_disk *d);
 	/* content of the range afterwards unspecified (may be NULL) */
 	int (*discard)(struct vhost_disk *d, uint64_t off, uint64_t len);
-	/* range reads as zeros afterwards */
-	int (*write_zeroes)(struct vhost_disk *d, uint64_t off, uint64_t len);
+	/* range reads as zeros afterwards; VHOST_WZ_UNMAP: its storage may be
+	 * freed (a thin disk's blocks, a hole in a file) */
+	int (*write_zeroes)(struct vhost_disk *d, uint64_t off, uint64_t len, unsigned flags);
 	void (*close)(struct vhost_disk *d);
 	/* Optional asynchronous reads/writes, one context per queue thread (all
 	 * calls from that thread).  aq_submit: -EINVAL when this request cannot
@@ -68,17 +69,26 @@ struct vhost_disk {
 	uint64_t size;            /* bytes, multiple of 512 (a tail is not exported) */
 	uint32_t blk_size;        /* advertised logical block size (512) */
 	bool rdonly;
+	bool unmap;               /* DISCARD / WRITE_ZEROES+UNMAP free storage
+	                             (config write_zeroes_may_unmap) */
+	uint32_t discard_align;   /* bytes; the guest aligns discards to it (0: blk_size) */
 	char serial[21];          /* GET_ID answer (20 bytes, NUL padded) */
 };
 
 #define VHOST_DISK_RDONLY 0x1u
 #define VHOST_DISK_DIRECT 0x2u   /* file disks: O_DIRECT when guest buffers allow */
+#define VHOST_DISK_THIN   0x4u   /* datastore disks: thin whatever the block map
+                                    shows (else thin = has a hole when opened) */
+#define VHOST_DISK_THICK  0x8u   /* datastore disks: never free blocks */
+
+#define VHOST_WZ_UNMAP 0x1u
 
 /** Plain file or block device. */
 int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **out);
 /** File @addr of @fs (the caller holds it exclusively, e.g. with
  *  vmfs_host_lock_file EXCL, for as long as the disk is open: its block
- *  map is cached). */
+ *  map is cached).  Thin (a hole when opened, or VHOST_DISK_THIN): DISCARD
+ *  and WRITE_ZEROES+UNMAP free its blocks (vmfs_punch). */
 int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
 			 struct vhost_disk **out);
 void vhost_disk_close(struct vhost_disk *d);

@@ -8,12 +8,22 @@
  *     info                          features, config space, serial
  *     write OFF FILE                write FILE at byte OFF (sector aligned)
  *     read OFF LEN FILE             read into FILE
- *     discard OFF LEN | zeroes OFF LEN | flush
+ *     discard OFF LEN | zeroes OFF LEN | zeroes-unmap OFF LEN | flush
  *     verify SEED NREQ QD SPAN [MODEL]
  *                                   NREQ random writes (4K..128K, some unaligned
  *                                   buffers, every queue) over [0,SPAN), then
  *                                   read all back and compare with the model;
  *                                   MODEL: write the expected bytes there
+ *     churn SEED NREQ QD SPAN [MODEL [BLOCK]]
+ *                                   NREQ random writes, reads (checked),
+ *                                   discards and write zeroes (UNMAP or not)
+ *                                   on every queue at once, never two
+ *                                   overlapping in flight; discarded ranges
+ *                                   must read as zeros; then read all back.
+ *                                   BLOCK: also model a thin disk of BLOCK-
+ *                                   byte blocks (allocated by a write, freed
+ *                                   when a discard / zeroes-unmap covers it)
+ *                                   and print "allocated N blocks"
  *     malformed                     bad requests; prints "name status" and
  *                                   exits 1 unless each got what it must
  *     restart SEED                  GET_VRING_BASE with requests queued, then
@@ -80,6 +90,7 @@ struct slot {
 	uint32_t len;
 	uint32_t type;
 	uint64_t off;
+	uint64_t rlen;      /* bytes of the disk it touches (discard / write zeroes: the range) */
 	uint32_t used_len;
 };
 
@@ -355,6 +366,7 @@ static void build(struct slot *sl, uint32_t type, uint64_t off, uint32_t len, ui
 	sl->type = type;
 	sl->off = off;
 	sl->len = len;
+	sl->rlen = len;
 	sl->hdr->type = type;
 	sl->hdr->ioprio = 0;
 	sl->hdr->sector = off / 512;
@@ -502,7 +514,7 @@ static void check_cb(struct slot *sl)
 		failures++;
 		return;
 	}
-	if (sl->type == VIRTIO_BLK_T_IN && model && learning)
+	if (sl->type == VIRTIO_BLK_T_IN && model && learning && sl->off + sl->len <= model_span)
 		memcpy(model + sl->off, sl->buf, sl->len);
 	else if (sl->type == VIRTIO_BLK_T_IN && model && memcmp(sl->buf, model + sl->off, sl->len)) {
 		fprintf(stderr, "data mismatch at %" PRIu64 "+%u\n", sl->off, sl->len);
@@ -586,7 +598,8 @@ static void wait_all(void (*cb)(struct slot *))
 		}
 }
 
-static int cmd_verify(uint64_t seed, unsigned nreq, unsigned qd, uint64_t span, const char *out)
+/* verify / churn: the model starts as what [0, @span) of the disk holds. */
+static void load_begin(uint64_t seed, unsigned qd, uint64_t span)
 {
 	rng_state = seed | 1;
 	model_span = span;
@@ -596,20 +609,24 @@ static int cmd_verify(uint64_t seed, unsigned nreq, unsigned qd, uint64_t span, 
 		die(3, "negotiation failed");
 	if (span > cfg.capacity * 512)
 		die(2, "span beyond the disk");
-	learning = true;   /* the model starts as what the disk holds */
+	learning = true;
 	read_back();
 	learning = false;
+}
+
+/* @nreq requests made by @one (false: none fits now) on every queue, then a
+ * flush and a full read back against the model, written to @out. */
+static void load_run(unsigned nreq, bool (*one)(struct slot *), const char *out)
+{
 	for (unsigned done = 0; done < nreq;) {
 		struct slot *sl;
 
-		while (done < nreq && (sl = free_slot())) {
-			random_write(sl);
+		while (done < nreq && (sl = free_slot()) && one(sl))
 			done++;
-		}
 		for (unsigned i = 0; i < nq; i++)
 			kick((int)i);
 		if (reap(10000, check_cb) < 0)
-			die(3, "writes: timeout");
+			die(3, "requests: timeout");
 	}
 	wait_all(check_cb);
 	if (sync_req(VIRTIO_BLK_T_FLUSH, 0, 0, NULL) != VIRTIO_BLK_S_OK)
@@ -617,7 +634,117 @@ static int cmd_verify(uint64_t seed, unsigned nreq, unsigned qd, uint64_t span, 
 	read_back();
 	if (out)
 		write_model(out);
+}
+
+static bool verify_one(struct slot *sl)
+{
+	random_write(sl);
+	return true;
+}
+
+static int cmd_verify(uint64_t seed, unsigned nreq, unsigned qd, uint64_t span, const char *out)
+{
+	load_begin(seed, qd, span);
+	load_run(nreq, verify_one, out);
 	printf("verify: %u writes, %u failures\n", nreq, failures);
+	return failures ? 1 : 0;
+}
+
+/* A discard or write-zeroes request of one segment over [off, off+len). */
+static void build_range(struct slot *sl, uint32_t type, uint64_t off, uint64_t len, uint32_t flags)
+{
+	struct virtio_blk_discard_write_zeroes *s = (void *)sl->buf;
+
+	s->sector = off / 512;
+	s->num_sectors = (uint32_t)(len / 512);
+	s->flags = flags;
+	build(sl, type, off, 16, 0);
+	vqs[sl->q].desc[sl->head + 1].flags &= (uint16_t)~VRING_DESC_F_WRITE;
+	sl->rlen = len;
+}
+
+static uint8_t *alloc_model;   /* churn: per block, 1 = allocated (thin disk) */
+static uint64_t alloc_bs;
+
+/* [off, off+len) free of every in-flight request (@reads_too: reads count). */
+static bool range_free(uint64_t off, uint64_t len, bool reads_too)
+{
+	for (unsigned s = 0; s < nslots; s++)
+		if (slots[s].busy && (reads_too || slots[s].type != VIRTIO_BLK_T_IN) &&
+		    off < slots[s].off + slots[s].rlen && slots[s].off < off + len)
+			return false;
+	return true;
+}
+
+/* One random request into a free slot: 45% writes, 30% reads, 25% discard /
+ * write zeroes.  \return false if no free range was found this time. */
+static bool churn_one(struct slot *sl)
+{
+	unsigned kind = (unsigned)(rnd() % 20);
+	bool rd = kind < 6, wr = kind >= 6 && kind < 15;
+	uint64_t len = rd || wr ? (1 + rnd() % 32) * 4096 : (1 + rnd() % (3u << 11)) * 512;
+	uint64_t off;
+
+	if (len > model_span)
+		len = model_span;
+	for (int tries = 0;; tries++) {
+		off = (rnd() % ((model_span - len) / 512 + 1)) * 512;
+		if (range_free(off, len, !rd))
+			break;
+		if (tries > 100)
+			return false;
+	}
+	if (rd) {
+		build(sl, VIRTIO_BLK_T_IN, off, (uint32_t)len, 0);
+	} else if (wr) {
+		fill(model + off, len);
+		build(sl, VIRTIO_BLK_T_OUT, off, (uint32_t)len, 0);
+		memcpy(sl->buf, model + off, len);
+		for (uint64_t b = off / (alloc_bs ? alloc_bs : 1); alloc_model && b * alloc_bs < off + len; b++)
+			alloc_model[b] = 1;
+	} else {
+		unsigned z = kind - 15;   /* 0-1 discard, 2-3 zeroes + unmap, 4 zeroes */
+		bool unmap = z < 4;
+
+		memset(model + off, 0, len);
+		if (z < 2)
+			build_range(sl, VIRTIO_BLK_T_DISCARD, off, len, 0);
+		else
+			build_range(sl, VIRTIO_BLK_T_WRITE_ZEROES, off, len,
+				    unmap ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0);
+		for (uint64_t b = (off + alloc_bs - 1) / (alloc_bs ? alloc_bs : 1);
+		     alloc_model && unmap && (b + 1) * alloc_bs <= off + len; b++)
+			alloc_model[b] = 0;
+	}
+	submit(sl);
+	return true;
+}
+
+static int cmd_churn(uint64_t seed, unsigned nreq, unsigned qd, uint64_t span, const char *out,
+		     uint64_t bsz)
+{
+	load_begin(seed, qd, span);
+	if (bsz) {
+		alloc_bs = bsz;
+		alloc_model = calloc(span / bsz + 1, 1);
+	}
+	/* blocks holding data are allocated; zero blocks are taken for holes
+	 * (true of a new thin disk) */
+	for (uint64_t b = 0; alloc_model && b * bsz < span; b++)
+		for (uint64_t i = b * bsz; i < (b + 1) * bsz && i < span; i++)
+			if (model[i]) {
+				alloc_model[b] = 1;
+				break;
+			}
+	load_run(nreq, churn_one, out);
+	if (alloc_model) {
+		uint64_t n = 0;
+
+		for (uint64_t b = 0; b * bsz < span; b++)
+			n += alloc_model[b];
+		printf("allocated %" PRIu64 " blocks\n", n);
+	}
+	printf("churn: %u requests, %u failures\n", nreq, failures);
 	return failures ? 1 : 0;
 }
 
@@ -993,20 +1120,14 @@ static int cmd_rw(bool wr, uint64_t off, uint64_t len, const char *path)
 	return 0;
 }
 
-static int cmd_range(uint32_t type, uint64_t off, uint64_t len)
+static int cmd_range(uint32_t type, uint64_t off, uint64_t len, uint32_t flags)
 {
 	init_slots(1, 4096);
 	if (setup())
 		die(3, "negotiation failed");
 	if (type == VIRTIO_BLK_T_FLUSH)
 		return sync_req(type, 0, 0, NULL) == VIRTIO_BLK_S_OK ? 0 : 1;
-	struct virtio_blk_discard_write_zeroes *s = (void *)slots[0].buf;
-
-	s->sector = off / 512;
-	s->num_sectors = (uint32_t)(len / 512);
-	s->flags = 0;
-	build(&slots[0], type, off, 16, 0);
-	vqs[0].desc[slots[0].head + 1].flags &= (uint16_t)~VRING_DESC_F_WRITE;
+	build_range(&slots[0], type, off, len, flags);
 	submit(&slots[0]);
 	kick(0);
 	if (reap(10000, NULL) < 0)
@@ -1025,9 +1146,11 @@ static int cmd_info(void)
 	uint8_t st = sync_req(VIRTIO_BLK_T_GET_ID, 0, 20, &used);
 
 	printf("capacity %llu\nblk_size %u\nseg_max %u\nnum_queues %u\nmax_discard_sectors %u\n"
-	       "max_write_zeroes_sectors %u\nfeatures 0x%llx\nro %d\nserial %.20s\nget_id_status %u\n",
+	       "discard_sector_alignment %u\nmax_write_zeroes_sectors %u\nwrite_zeroes_may_unmap %u\n"
+	       "features 0x%llx\nro %d\nserial %.20s\nget_id_status %u\n",
 	       (unsigned long long)cfg.capacity, cfg.blk_size, cfg.seg_max, cfg.num_queues,
-	       cfg.max_discard_sectors, cfg.max_write_zeroes_sectors, (unsigned long long)features,
+	       cfg.max_discard_sectors, cfg.discard_sector_alignment, cfg.max_write_zeroes_sectors,
+	       cfg.write_zeroes_may_unmap, (unsigned long long)features,
 	       !!(features & 1ull << VIRTIO_BLK_F_RO), (char *)slots[0].buf, st);
 	return 0;
 }
@@ -1066,11 +1189,16 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "read") && na == 3)
 		return cmd_rw(false, strtoull(a[0], NULL, 0), strtoull(a[1], NULL, 0), a[2]);
 	if (!strcmp(cmd, "discard") && na == 2)
-		return cmd_range(VIRTIO_BLK_T_DISCARD, strtoull(a[0], NULL, 0), strtoull(a[1], NULL, 0));
-	if (!strcmp(cmd, "zeroes") && na == 2)
-		return cmd_range(VIRTIO_BLK_T_WRITE_ZEROES, strtoull(a[0], NULL, 0), strtoull(a[1], NULL, 0));
+		return cmd_range(VIRTIO_BLK_T_DISCARD, strtoull(a[0], NULL, 0), strtoull(a[1], NULL, 0), 0);
+	if ((!strcmp(cmd, "zeroes") || !strcmp(cmd, "zeroes-unmap")) && na == 2)
+		return cmd_range(VIRTIO_BLK_T_WRITE_ZEROES, strtoull(a[0], NULL, 0), strtoull(a[1], NULL, 0),
+				 cmd[6] ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0);
 	if (!strcmp(cmd, "flush"))
-		return cmd_range(VIRTIO_BLK_T_FLUSH, 0, 0);
+		return cmd_range(VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	if (!strcmp(cmd, "churn") && na >= 4 && na <= 6)
+		return cmd_churn(strtoull(a[0], NULL, 0), (unsigned)atoi(a[1]), (unsigned)atoi(a[2]),
+				 strtoull(a[3], NULL, 0), na >= 5 ? a[4] : NULL,
+				 na == 6 ? strtoull(a[5], NULL, 0) : 0);
 	if (!strcmp(cmd, "verify") && (na == 4 || na == 5))
 		return cmd_verify(strtoull(a[0], NULL, 0), (unsigned)atoi(a[1]), (unsigned)atoi(a[2]),
 				  strtoull(a[3], NULL, 0), na == 5 ? a[4] : NULL);

@@ -107,10 +107,14 @@ def test_info_roundtrip_and_backing_file_content(tmp_path, raw):
         assert "status 0" in fe(s.sock, "zeroes", 20 * MiB + 512, 64 * 1024).stdout
         assert "status 0" in fe(s.sock, "discard", 30 * MiB, MiB).stdout
         fe(s.sock, "flush")
+        # discards and write zeroes mixed with writes and reads on both queues
+        out = fe(s.sock, "churn", 3, 400, 16, 4 * MiB, tmp_path / "churn.bin", queues=2).stdout
+        assert "0 failures" in out
     finally:
         s.stop()
     disk = raw.read_bytes()
-    assert disk[:16 * MiB] == (tmp_path / "model.bin").read_bytes()
+    assert disk[:4 * MiB] == (tmp_path / "churn.bin").read_bytes()
+    assert disk[4 * MiB:16 * MiB] == (tmp_path / "model.bin").read_bytes()[4 * MiB:]
     assert disk[20 * MiB + 512:20 * MiB + 512 + 65536] == bytes(65536)
     assert disk[20 * MiB + 512 + 65536:20 * MiB + 512 + len(data)] == data[65536:]
     assert disk[30 * MiB:31 * MiB] == bytes(MiB)
@@ -276,3 +280,62 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
         assert "no vhost-user-blk exports" in a.ctl("vdisk", "list").stdout
     finally:
         a.stop()
+
+
+def vmfsck_clean(img):
+    r = run([bin_path("vmfsck"), "-n", img], check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path):
+    """DISCARD and WRITE_ZEROES+UNMAP free a thin disk's blocks (whole 1 MiB
+    blocks; partial ones are zeroed and kept), WRITE_ZEROES alone keeps them,
+    and all of it races safely with I/O on the other queue."""
+    img = mkvol(tmp_path)
+    for d in ("t", "c"):
+        run([bin_path("vmkfstools"), "--volume", img, "-c", "32m", "-d", "thin", f"/{d}.vmdk"])
+    run([bin_path("vmkfstools"), "--volume", img, "-c", "8m", "-d", "eagerzeroedthick", "/e.vmdk"])
+    socks = {d: str(tmp_path / f"{d}.sock") for d in ("t", "c", "e")}
+    a = Vmfsd(tmp_path, img, "a", "--vhost-user-blk", f"{socks['t']},/t.vmdk,num-queues=2",
+              "--vhost-user-blk", f"{socks['c']},/c.vmdk,num-queues=2",
+              "--vhost-user-blk", f"{socks['e']},/e.vmdk")
+    data = os.urandom(8 * MiB)
+    (tmp_path / "in.bin").write_bytes(data)
+    try:
+        for sk in socks.values():
+            wait_path(sk, a.p)
+        info = dict(l.split(" ", 1) for l in fe(socks["t"], "info").stdout.splitlines())
+        assert info["write_zeroes_may_unmap"] == "1"
+        assert info["discard_sector_alignment"] == str(MiB // 512)   # the guest trims whole blocks
+        einfo = dict(l.split(" ", 1) for l in fe(socks["e"], "info").stdout.splitlines())
+        assert einfo["write_zeroes_may_unmap"] == "0"
+        fe(socks["t"], "write", 0, tmp_path / "in.bin")
+        fe(socks["e"], "write", 0, tmp_path / "in.bin")
+        for op, off, ln in (("discard", 2 * MiB, 3 * MiB),          # frees blocks 2-4
+                            ("discard", 6 * MiB + MiB // 2, MiB // 2),   # half a block: zeroed, kept
+                            ("zeroes-unmap", 7 * MiB, MiB),           # frees block 7
+                            ("zeroes", 0, MiB)):                      # zeroed, kept
+            assert "status 0" in fe(socks["t"], op, off, ln).stdout
+        assert "status 0" in fe(socks["e"], "discard", 2 * MiB, 3 * MiB).stdout
+        fe(socks["t"], "read", 0, 8 * MiB, tmp_path / "out.bin")
+        # a new thin disk: discards and write zeroes racing with writes and
+        # reads on two queues; the front-end models which blocks stay allocated
+        out = fe(socks["c"], "churn", 9, 600, 24, 24 * MiB, tmp_path / "churn.bin", MiB,
+                 queues=2).stdout
+        assert "0 failures" in out
+        churn_blocks = int(re.search(r"allocated (\d+) blocks", out).group(1))
+        fe(socks["t"], "flush")
+    finally:
+        a.stop()
+    want = bytearray(data)
+    for off, ln in ((2 * MiB, 3 * MiB), (6 * MiB + MiB // 2, MiB // 2), (7 * MiB, MiB), (0, MiB)):
+        want[off:off + ln] = bytes(ln)
+    assert (tmp_path / "out.bin").read_bytes() == bytes(want)
+    assert fs_read(img, "/t-flat.vmdk", 0, 8 * MiB) == bytes(want)
+    # 8 blocks written, 2-4 and 7 freed
+    assert tmap(img, "/t.vmdk")[0] == 4 * MiB
+    # the thick disk keeps its blocks (its discarded range reads zeros: the image is a file)
+    assert tmap(img, "/e.vmdk")[0] == 8 * MiB
+    assert fs_read(img, "/c-flat.vmdk", 0, 24 * MiB) == (tmp_path / "churn.bin").read_bytes()
+    assert 0 < churn_blocks < 24 and tmap(img, "/c.vmdk")[0] == churn_blocks * MiB
+    vmfsck_clean(img)
