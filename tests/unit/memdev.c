@@ -121,6 +121,8 @@ struct vmfs_bdev *memdev_new(uint64_t size, const char *name, uint8_t fill, stru
 	return bd;
 }
 
+static char last_tmp[64];
+
 struct vmfs_bdev *tmpfile_bdev(char path[64], uint64_t size, unsigned flags)
 {
 	struct vmfs_bdev_open_opts o = { .flags = flags | VMFS_BDEV_CREATE, .create_size = size };
@@ -136,5 +138,15 @@ struct vmfs_bdev *tmpfile_bdev(char path[64], uint64_t size, unsigned flags)
 		unlink(path);
 		return NULL;
 	}
+	strcpy(last_tmp, path);
 	return bd;
+}
+
+int tmpfile_teardown(void **state)
+{
+	vmfs_bdev_close(*state);
+	if (last_tmp[0])
+		unlink(last_tmp);
+	last_tmp[0] = 0;
+	return 0;
 }

@@ -22,8 +22,10 @@ struct memdev {
  *  be NULL) receives the memdev for counters and hooks.  Aborts on ENOMEM. */
 struct vmfs_bdev *memdev_new(uint64_t size, const char *name, uint8_t fill, struct memdev **out);
 
-/** A temporary file of @size bytes (name written to @path, which the
- *  caller unlinks) opened with @flags (VMFS_BDEV_*); NULL on failure. */
+/** A temporary file of @size bytes (name written to @path) opened with
+ *  @flags (VMFS_BDEV_*); NULL on failure.  tmpfile_teardown() closes the
+ *  device in *state and removes the last file made. */
 struct vmfs_bdev *tmpfile_bdev(char path[64], uint64_t size, unsigned flags);
+int tmpfile_teardown(void **state);
 
 #endif

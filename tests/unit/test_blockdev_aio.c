@@ -25,13 +25,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	vmfs_bdev_close(*state);
-	unlink(path);
-	return 0;
-}
-
 struct done {
 	int calls;
 	int last;
@@ -305,11 +298,11 @@ static void test_rdonly_queue(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_qd32_write_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_submit_checks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_resubmit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_emulated_queue, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rdonly_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qd32_write_read, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_submit_checks, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_many_resubmit, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_emulated_queue, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_rdonly_queue, setup, tmpfile_teardown),
 	};
 	return cmocka_run_group_tests_name("blockdev_aio", tests, NULL, NULL);
 }

@@ -21,13 +21,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	vmfs_bdev_close(*state);
-	unlink(path);
-	return 0;
-}
-
 static void test_info(void **state)
 {
 	struct vmfs_bdev *bd = *state;
@@ -164,13 +157,13 @@ static void test_direct(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_info, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rw_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_ranges, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ats, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_iovec_edges, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rdonly_discard_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_direct, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_info, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_rw_roundtrip, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_ranges, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_ats, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_iovec_edges, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_rdonly_discard_errors, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_direct, setup, tmpfile_teardown),
 	};
 	return cmocka_run_group_tests_name("blockdev_file", tests, NULL, NULL);
 }
