@@ -523,6 +523,18 @@ static int is_ancestor(struct vmfs_fs *fs, struct vmfs_txn *t, uint32_t anc, uin
 	return -ELOOP;
 }
 
+/* The checks every rename makes before its transaction. */
+static int rename_args(struct vmfs_fs *fs, const char *sname, const char *dname)
+{
+	int e;
+
+	if (fs->flags & VMFS_FS_RDONLY)
+		return -EROFS;
+	if ((e = check_name(sname)) || (e = check_name(dname)))
+		return e;
+	return is_dot(sname) || is_dot(dname) ? -EINVAL : 0;
+}
+
 int vmfs_rename(struct vmfs_fs *fs, uint32_t sdir, const char *sname, uint32_t ddir,
 		const char *dname)
 {
@@ -533,12 +545,9 @@ int vmfs_rename(struct vmfs_fs *fs, uint32_t sdir, const char *sname, uint32_t d
 	long si, di;
 	int e;
 
-	if (fs->flags & VMFS_FS_RDONLY)
-		return -EROFS;
-	if ((e = check_name(sname)) || (e = check_name(dname)))
+	e = rename_args(fs, sname, dname);
+	if (e)
 		return e;
-	if (is_dot(sname) || is_dot(dname))
-		return -EINVAL;
 	txn_init(&t, fs);
 	e = get_dir(&t, sdir, &sd);
 	if (!e)
@@ -659,5 +668,125 @@ int vmfs_rename(struct vmfs_fs *fs, uint32_t sdir, const char *sname, uint32_t d
 	idirty(dd);
 out:
 	free(ents);
+	return txn_finish(&t, e);
+}
+
+/* Point @ino's ".." at @parent (a directory that moved to another parent). */
+static int set_dotdot(struct vmfs_fs *fs, struct vmfs_txn *t, struct vmfs_inode *ino,
+		      struct vmfs_inode *parent)
+{
+	struct vmfs_dirent *ents = NULL;
+	size_t n = 0;
+	long i;
+	int e = dir_load(fs, t, ino, &ents, &n);
+
+	if (e)
+		return e;
+	i = dir_find(ents, n, "..");
+	if (i < 0) {
+		e = -EUCLEAN;
+	} else {
+		ents[i].addr = parent->addr;
+		ents[i].gen = parent->fd.gen;
+		e = dir_set(t, ino, (size_t)i, &ents[i]);
+	}
+	free(ents);
+	return e;
+}
+
+/* Load @dir's entries and the object named @name in it. */
+static int exchange_side(struct vmfs_fs *fs, struct vmfs_txn *t, uint32_t dir, const char *name,
+			 struct vmfs_inode **d, struct vmfs_dirent **ents, size_t *n, long *idx,
+			 struct vmfs_inode **ino)
+{
+	int e = get_dir(t, dir, d);
+
+	if (!e)
+		e = dir_load(fs, t, *d, ents, n);
+	if (e)
+		return e;
+	*idx = dir_find(*ents, *n, name);
+	if (*idx < 0)
+		return -ENOENT;
+	e = iget(t, (*ents)[*idx].addr, true, ino);
+	if (!e && (*ino)->fd.type == VMFS_TYPE_SYSTEM)
+		e = -EPERM;
+	return e;
+}
+
+/* A directory leaving @from for @to must not be an ancestor of @to; its ".."
+ * and both parents' link counts follow it. */
+static int exchange_check_dir(struct vmfs_fs *fs, struct vmfs_txn *t, struct vmfs_inode *ino,
+			      uint32_t to)
+{
+	int e;
+
+	if (ino->fd.type != VMFS_TYPE_DIR)
+		return 0;
+	e = is_ancestor(fs, t, ino->addr, to);
+	return e == 1 ? -EINVAL : e;
+}
+
+int vmfs_rename_exchange(struct vmfs_fs *fs, uint32_t sdir, const char *sname, uint32_t ddir,
+			 const char *dname)
+{
+	struct vmfs_txn t;
+	struct vmfs_inode *sd, *dd, *a, *b;
+	struct vmfs_dirent *sents = NULL, *dents = NULL, ea, eb;
+	size_t sn = 0, dn = 0;
+	long si, di;
+	int e;
+
+	e = rename_args(fs, sname, dname);
+	if (e)
+		return e;
+	txn_init(&t, fs);
+	e = exchange_side(fs, &t, sdir, sname, &sd, &sents, &sn, &si, &a);
+	if (!e)
+		e = exchange_side(fs, &t, ddir, dname, &dd, &dents, &dn, &di, &b);
+	if (e || a == b)
+		goto out;   /* error, or two names of one object: nothing to do */
+	if (sdir != ddir) {
+		e = exchange_check_dir(fs, &t, a, ddir);
+		if (!e)
+			e = exchange_check_dir(fs, &t, b, sdir);
+		if (e)
+			goto out;
+	}
+	/* each entry keeps its name and takes the other's object */
+	ea = sents[si];
+	eb = dents[di];
+	ea.type = b->fd.type;
+	ea.addr = b->addr;
+	ea.gen = b->fd.gen;
+	eb.type = a->fd.type;
+	eb.addr = a->addr;
+	eb.gen = a->fd.gen;
+	e = dir_set(&t, sd, (size_t)si, &ea);
+	if (!e)
+		e = dir_set(&t, dd, (size_t)di, &eb);
+	if (!e && sdir != ddir && a->fd.type == VMFS_TYPE_DIR) {
+		e = set_dotdot(fs, &t, a, dd);
+		if (sd->fd.nlink > 2)
+			sd->fd.nlink--;
+		dd->fd.nlink++;
+	}
+	if (!e && sdir != ddir && b->fd.type == VMFS_TYPE_DIR) {
+		e = set_dotdot(fs, &t, b, sd);
+		if (dd->fd.nlink > 2)
+			dd->fd.nlink--;
+		sd->fd.nlink++;
+	}
+	if (e)
+		goto out;
+	a->fd.ctime = b->fd.ctime = fs_now();
+	idirty(a);
+	idirty(b);
+	sd->fd.mtime = sd->fd.ctime = dd->fd.mtime = dd->fd.ctime = fs_now();
+	idirty(sd);
+	idirty(dd);
+out:
+	free(sents);
+	free(dents);
 	return txn_finish(&t, e);
 }

@@ -582,12 +582,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 	if (!r)
 		r = check_name(newname);
-	if (!r && (flags & ~RENAME_NOREPLACE))
-		r = -EINVAL;   /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+	if (!r && (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)))
+		r = -EINVAL;   /* RENAME_WHITEOUT: no whiteouts in VMFS */
 	if (!r && v->ro)
 		r = -EROFS;
 	if (!r && (vf_is_sysname(sd, name) || vf_is_sysname(dd, newname)))
 		r = -EPERM;
+	if (!r && (flags & RENAME_EXCHANGE)) {
+		/* both names stay, nothing is unlinked: one transaction in the fs */
+		fuse_reply_err(req, -vmfs_rename_exchange(v->fs, sd, name, dd, newname));
+		return;
+	}
 	if (!r && (flags & RENAME_NOREPLACE) && vmfs_lookup(v->fs, dd, newname, &a) == 0)
 		r = -EEXIST;
 	if (!r && !(sd == dd && !strcmp(name, newname))) {

@@ -212,6 +212,10 @@ int vmfs_unlink(struct vmfs_fs *fs, uint32_t dir, const char *name);
 int vmfs_rmdir(struct vmfs_fs *fs, uint32_t dir, const char *name);
 int vmfs_rename(struct vmfs_fs *fs, uint32_t sdir, const char *sname, uint32_t ddir,
 		const char *dname);
+/** Swap the objects two existing names refer to (renameat2 RENAME_EXCHANGE),
+ *  in one transaction; a directory must not move below itself (-EINVAL). */
+int vmfs_rename_exchange(struct vmfs_fs *fs, uint32_t sdir, const char *sname, uint32_t ddir,
+			 const char *dname);
 
 /** Call @cb for every entry (including "." and ".."); a non-zero return from
  *  @cb stops the walk and is returned. */

@@ -144,7 +144,6 @@ def test_rename(d):
         with open(p, "wb") as f:
             f.write(t)
     err(errno.EEXIST, renameat2, a, b, RENAME_NOREPLACE)
-    err(errno.EINVAL, renameat2, a, b, RENAME_EXCHANGE)
     renameat2(a, c, RENAME_NOREPLACE)
     assert open(c, "rb").read() == b"A" and not os.path.exists(a)
     os.rename(c, b)                      # replaces b
@@ -158,6 +157,40 @@ def test_rename(d):
     err(errno.ENOTDIR, os.rename, os.path.join(d, "d1"), b)
     err(errno.EISDIR, os.rename, b, os.path.join(d, "d1"))
     err(errno.EINVAL, os.rename, os.path.join(d, "d2"), os.path.join(d, "d2", "y", "z"))
+
+
+def test_rename_exchange(d):
+    """renameat2(RENAME_EXCHANGE): both names stay and swap objects (one fs transaction)."""
+    a, b = os.path.join(d, "a"), os.path.join(d, "b")
+    for p, t in ((a, b"A" * 5000), (b, b"B")):
+        with open(p, "wb") as f:
+            f.write(t)
+    ia, ib = os.stat(a).st_ino, os.stat(b).st_ino
+    fd = os.open(a, os.O_RDONLY)
+    try:
+        renameat2(a, b, RENAME_EXCHANGE)
+        assert os.read(fd, 10) == b"AAAAAAAAAA"      # the open handle follows its object
+    finally:
+        os.close(fd)
+    assert open(a, "rb").read() == b"B" and open(b, "rb").read() == b"A" * 5000
+    assert (os.stat(a).st_ino, os.stat(b).st_ino) == (ib, ia)
+    assert sorted(os.listdir(d)) == ["a", "b"]
+    # a directory and a file in different directories: ".." and link counts follow
+    sub, other = os.path.join(d, "sub"), os.path.join(d, "other")
+    os.makedirs(os.path.join(sub, "dir", "deep"))
+    os.mkdir(other)
+    open(os.path.join(other, "file"), "w").close()
+    renameat2(os.path.join(sub, "dir"), os.path.join(other, "file"), RENAME_EXCHANGE)
+    assert os.path.isdir(os.path.join(other, "file", "deep"))
+    assert os.path.isfile(os.path.join(sub, "dir"))
+    assert os.stat(os.path.join(other, "file", "..")).st_ino == os.stat(other).st_ino
+    assert os.stat(sub).st_nlink == 2 and os.stat(other).st_nlink == 3
+    # errors: a missing side, a directory below itself, flags that exclude each other
+    err(errno.ENOENT, renameat2, a, os.path.join(d, "none"), RENAME_EXCHANGE)
+    err(errno.ENOENT, renameat2, os.path.join(d, "none"), a, RENAME_EXCHANGE)
+    err(errno.EINVAL, renameat2, other, os.path.join(other, "file", "deep"), RENAME_EXCHANGE)
+    err(errno.EINVAL, renameat2, a, b, RENAME_EXCHANGE | RENAME_NOREPLACE)
+    assert open(a, "rb").read() == b"B"
 
 
 def test_links_and_symlinks(d):

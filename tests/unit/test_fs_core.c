@@ -492,6 +492,18 @@ static int count_cb(void *ctx, const struct vmfs_dirent *de)
 	return 0;
 }
 
+/* Files a and b (4 bytes), directories d1, d2 and d1/sub in the root. */
+static void rename_tree(struct vmfs_fs *fs, uint32_t *a, uint32_t *b, uint32_t *d1, uint32_t *d2,
+			uint32_t *sub)
+{
+	assert_int_equal(vmfs_create(fs, VMFS_ROOT_ADDR, "a", 0644, 0, 0, a), 0);
+	assert_int_equal(vmfs_create(fs, VMFS_ROOT_ADDR, "b", 0644, 0, 0, b), 0);
+	assert_int_equal(vmfs_pwrite(fs, *b, "bbbb", 4, 0), 4);
+	assert_int_equal(vmfs_mkdir(fs, VMFS_ROOT_ADDR, "d1", 0755, 0, 0, d1), 0);
+	assert_int_equal(vmfs_mkdir(fs, VMFS_ROOT_ADDR, "d2", 0755, 0, 0, d2), 0);
+	assert_int_equal(vmfs_mkdir(fs, *d1, "sub", 0755, 0, 0, sub), 0);
+}
+
 static void test_rename(void **state)
 {
 	struct env *e = *state;
@@ -499,12 +511,7 @@ static void test_rename(void **state)
 	uint32_t a, b, d1, d2, sub, x;
 	int n = 0;
 
-	assert_int_equal(vmfs_create(fs, VMFS_ROOT_ADDR, "a", 0644, 0, 0, &a), 0);
-	assert_int_equal(vmfs_create(fs, VMFS_ROOT_ADDR, "b", 0644, 0, 0, &b), 0);
-	assert_int_equal(vmfs_pwrite(fs, b, "bbbb", 4, 0), 4);
-	assert_int_equal(vmfs_mkdir(fs, VMFS_ROOT_ADDR, "d1", 0755, 0, 0, &d1), 0);
-	assert_int_equal(vmfs_mkdir(fs, VMFS_ROOT_ADDR, "d2", 0755, 0, 0, &d2), 0);
-	assert_int_equal(vmfs_mkdir(fs, d1, "sub", 0755, 0, 0, &sub), 0);
+	rename_tree(fs, &a, &b, &d1, &d2, &sub);
 	/* within a directory */
 	assert_int_equal(vmfs_rename(fs, VMFS_ROOT_ADDR, "a", VMFS_ROOT_ADDR, "a2"), 0);
 	assert_int_equal(vmfs_lookup(fs, VMFS_ROOT_ADDR, "a", &x), -ENOENT);
@@ -537,6 +544,63 @@ static void test_rename(void **state)
 	assert_int_equal(vmfs_readdir(fs, d2, count_cb, &n), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(vmfs_unlink(fs, VMFS_ROOT_ADDR, "b"), 0);
+	assert_int_equal(vmfs_rmdir(fs, VMFS_ROOT_ADDR, "d1"), 0);
+	assert_int_equal(vmfs_rmdir(fs, VMFS_ROOT_ADDR, "d2"), 0);
+	assert_statfs_initial(e);
+}
+
+/* RENAME_EXCHANGE: both names stay, their objects swap, in one transaction */
+static void test_rename_exchange(void **state)
+{
+	struct env *e = *state;
+	struct vmfs_fs *fs = e->fs;
+	uint32_t a, b, d1, d2, sub, x;
+	struct vmfs_stat st;
+
+	rename_tree(fs, &a, &b, &d1, &d2, &sub);
+	/* two files in one directory */
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "a", VMFS_ROOT_ADDR, "b"), 0);
+	assert_int_equal(vmfs_lookup(fs, VMFS_ROOT_ADDR, "a", &x), 0);
+	assert_int_equal(x, b);
+	assert_int_equal(vmfs_lookup(fs, VMFS_ROOT_ADDR, "b", &x), 0);
+	assert_int_equal(x, a);
+	assert_int_equal(vmfs_stat(fs, b, &st), 0);
+	assert_int_equal(st.size, 4);
+	assert_int_equal(st.nlink, 1);
+	/* a file and a directory across directories: ".." and link counts follow */
+	assert_int_equal(vmfs_rename_exchange(fs, d1, "sub", VMFS_ROOT_ADDR, "a"), 0);
+	assert_int_equal(vmfs_lookup(fs, d1, "sub", &x), 0);
+	assert_int_equal(x, b);
+	assert_int_equal(vmfs_lookup(fs, VMFS_ROOT_ADDR, "a", &x), 0);
+	assert_int_equal(x, sub);
+	assert_int_equal(vmfs_lookup(fs, sub, "..", &x), 0);
+	assert_int_equal(x, VMFS_ROOT_ADDR);
+	assert_int_equal(vmfs_stat(fs, d1, &st), 0);
+	assert_int_equal(st.nlink, 2);
+	/* two directories: each ".." points at its new parent */
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "a", d2, "."), -EINVAL);
+	assert_int_equal(vmfs_mkdir(fs, d2, "in2", 0755, 0, 0, &x), 0);
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "a", d2, "in2"), 0);
+	assert_int_equal(vmfs_lookup(fs, sub, "..", &x), 0);
+	assert_int_equal(x, d2);
+	assert_int_equal(vmfs_lookup(fs, d2, "in2", &x), 0);
+	assert_int_equal(x, sub);
+	assert_int_equal(vmfs_lookup(fs, VMFS_ROOT_ADDR, "a", &x), 0);
+	assert_int_equal(vmfs_lookup(fs, x, "..", &x), 0);
+	assert_int_equal(x, VMFS_ROOT_ADDR);
+	/* errors: a missing side, a directory below itself, system files, same name */
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "a", VMFS_ROOT_ADDR, "none"), -ENOENT);
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "none", VMFS_ROOT_ADDR, "a"), -ENOENT);
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "d2", d2, "in2"), -EINVAL);
+	assert_int_equal(vmfs_rename_exchange(fs, d2, "in2", VMFS_ROOT_ADDR, "d2"), -EINVAL);
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, ".fbb.sf", VMFS_ROOT_ADDR, "b"), -EPERM);
+	assert_int_equal(vmfs_rename_exchange(fs, VMFS_ROOT_ADDR, "b", VMFS_ROOT_ADDR, "b"), 0);
+	assert_int_equal(vmfs_lookup(fs, VMFS_ROOT_ADDR, "b", &x), 0);
+	assert_int_equal(x, a);
+	assert_int_equal(vmfs_rmdir(fs, d2, "in2"), 0);
+	assert_int_equal(vmfs_rmdir(fs, VMFS_ROOT_ADDR, "a"), 0);
+	assert_int_equal(vmfs_unlink(fs, VMFS_ROOT_ADDR, "b"), 0);
+	assert_int_equal(vmfs_unlink(fs, d1, "sub"), 0);
 	assert_int_equal(vmfs_rmdir(fs, VMFS_ROOT_ADDR, "d1"), 0);
 	assert_int_equal(vmfs_rmdir(fs, VMFS_ROOT_ADDR, "d2"), 0);
 	assert_statfs_initial(e);
@@ -919,6 +983,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dir_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_links_and_nlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rename_exchange, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fdc_exhaustion_enospc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_ops_against_model, setup, teardown),
