@@ -382,6 +382,40 @@ int vmfs_punch(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len)
 	return e ? e : txn_finish(&t, ino_punch(&t, ino, off, len));
 }
 
+int64_t vmfs_pwritev(struct vmfs_fs *fs, uint32_t addr, const struct vmfs_seg *s, size_t n)
+{
+	struct vmfs_txn t;
+	struct vmfs_inode *ino;
+	int64_t sum = 0;
+	int e = file_txn(fs, &t, addr, &ino);
+
+	if (e)
+		return e;
+	for (size_t i = 0; i < n && !e; i++) {
+		int64_t w = s[i].len > (uint64_t)(INT64_MAX - sum) ? -EINVAL
+				: ino_write(&t, ino, s[i].buf, s[i].len, s[i].off);
+		if (w < 0)
+			e = (int)w;
+		else
+			sum += w;
+	}
+	e = txn_finish(&t, e);
+	return e ? e : sum;
+}
+
+int vmfs_punchv(struct vmfs_fs *fs, uint32_t addr, const struct vmfs_seg *s, size_t n)
+{
+	struct vmfs_txn t;
+	struct vmfs_inode *ino;
+	int e = file_txn(fs, &t, addr, &ino);
+
+	if (e)
+		return e;
+	for (size_t i = 0; i < n && !e; i++)
+		e = ino_punch(&t, ino, s[i].off, s[i].len);
+	return txn_finish(&t, e);
+}
+
 int vmfs_fallocate(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len, unsigned flags)
 {
 	struct vmfs_txn t;

@@ -87,6 +87,13 @@ int res_cluster_lv(struct vmfs_fs *fs, struct vmfs_res *r, uint32_t cluster, uin
 int res_item_lv(struct vmfs_fs *fs, struct vmfs_res *r, uint64_t index, uint64_t *lv);
 /* Allocate one item; returns its global index (cluster*ipe + item). */
 int res_alloc(struct vmfs_txn *t, int kind, uint32_t hint_cluster, uint64_t *index);
+/* The same, trying global item index @near first (a file's next block goes
+ * right after its previous one): when it is taken, a file block goes to the
+ * start of a free window of that cluster, else its next free item; then the
+ * host's clusters (first free item). */
+#define RES_NO_NEAR UINT64_MAX
+int res_alloc_near(struct vmfs_txn *t, int kind, uint32_t hint_cluster, uint64_t near,
+		   uint64_t *index);
 int res_free(struct vmfs_txn *t, int kind, uint64_t index);
 /* Address <-> index helpers (validate against the resource). */
 int addr_to_index(struct vmfs_fs *fs, uint32_t addr, int *kind, uint64_t *index);

@@ -887,11 +887,28 @@ static int shrink_mode(struct vmfs_txn *t, struct vmfs_inode *ino)
 
 /* ---- write ----------------------------------------------------------------------------- */
 
-static int alloc_data(struct vmfs_txn *t, struct vmfs_inode *ino, uint32_t *addr)
+/* Allocation goal for file block @fblk: the item right after the one that
+ * holds block fblk-1 (@prev: its address, or 0 = look it up), so that a
+ * sequential write gets consecutive blocks.  RES_NO_NEAR when there is none. */
+static uint64_t near_of(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t fblk, uint32_t prev,
+			int kind)
+{
+	uint64_t index;
+	int k;
+
+	if (!prev && (fblk == 0 || bmap_get(t->fs, t, ino, fblk - 1, &prev) || !prev))
+		return RES_NO_NEAR;
+	if (addr_to_index(t->fs, prev, &k, &index) || k != kind)
+		return RES_NO_NEAR;
+	return index + 1;
+}
+
+static int alloc_data(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t fblk, uint32_t prev,
+		      uint32_t *addr)
 {
 	uint64_t index;
 	int kind = ino->fd.zla == OD_ZLA_SB ? VMFS_RES_SBC : VMFS_RES_FBB;
-	int e = res_alloc(t, kind, 0, &index);
+	int e = res_alloc_near(t, kind, 0, near_of(t, ino, fblk, prev, kind), &index);
 
 	if (e)
 		return e;
@@ -940,6 +957,7 @@ int64_t ino_write(struct vmfs_txn *t, struct vmfs_inode *ino, const void *buf, s
 	const uint8_t *p = buf;
 	bool meta = fd->type == VMFS_TYPE_DIR;
 	uint64_t pos = off, end;
+	uint32_t prev = 0;        /* address of the block before pos (0: unknown) */
 	int e;
 
 	if (!len)
@@ -967,7 +985,7 @@ int64_t ino_write(struct vmfs_txn *t, struct vmfs_inode *ino, const void *buf, s
 		if (!a || addr_is_tbz(a)) {
 			bool tbz = a != 0;
 			if (!a) {
-				e = alloc_data(t, ino, &a);
+				e = alloc_data(t, ino, fblk, prev, &a);
 				if (e)
 					return e;
 			}
@@ -996,6 +1014,7 @@ int64_t ino_write(struct vmfs_txn *t, struct vmfs_inode *ino, const void *buf, s
 			if (e)
 				return e;
 		}
+		prev = a;
 		p += n;
 		pos += n;
 	}
@@ -1076,15 +1095,18 @@ int ino_fallocate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint
 	e = ensure_cap(t, ino, end > fd->size ? end : fd->size, true);
 	if (e)
 		return e;
+	uint32_t prev = 0;
 	for (uint64_t b = off / fs->bs; b <= (end - 1) / fs->bs; b++) {
 		uint32_t a;
 		uint64_t index;
 		e = bmap_get(fs, t, ino, b, &a);
 		if (e)
 			return e;
-		if (a)
+		if (a) {
+			prev = a;
 			continue;
-		e = res_alloc(t, VMFS_RES_FBB, 0, &index);
+		}
+		e = res_alloc_near(t, VMFS_RES_FBB, 0, near_of(t, ino, b, prev, VMFS_RES_FBB), &index);
 		if (e)
 			return e;
 		bool tbz = (flags & VMFS_ALLOC_TBZ) && !(flags & VMFS_ALLOC_ZERO);
@@ -1097,6 +1119,7 @@ int ino_fallocate(struct vmfs_txn *t, struct vmfs_inode *ino, uint64_t off, uint
 		e = bmap_set(t, ino, b, a);
 		if (e)
 			return e;
+		prev = a;
 		fd->blk_count++;
 		if (tbz)
 			fd->tbz++;

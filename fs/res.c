@@ -150,73 +150,168 @@ static uint32_t first_free(const struct vmfs_cluster *c)
 	return 0;
 }
 
-int res_alloc(struct vmfs_txn *t, int kind, uint32_t hint, uint64_t *index)
+/* First free item at or after @from, wrapping; UINT32_MAX if none. */
+static uint32_t free_from_item(const struct vmfs_cluster *c, uint32_t from)
+{
+	for (uint32_t n = 0; n < c->total; n++) {
+		uint32_t i = (from + n) % c->total;
+		if (bit_free(c, i))
+			return i;
+	}
+	return UINT32_MAX;
+}
+
+/* FBB: a file's run of blocks that cannot continue where it ended starts a
+ * wholly free aligned window of this many blocks (when its cluster has one),
+ * so two files growing at the same time do not interleave block by block and
+ * a sequential write does not fill single-block holes. */
+#define FBB_WINDOW 32u
+
+static uint32_t free_window(const struct vmfs_cluster *c, uint32_t from)
+{
+	uint32_t nw = c->total / FBB_WINDOW;
+
+	for (uint32_t n = 0; n < nw; n++) {
+		uint32_t w = (from / FBB_WINDOW + n) % nw, i;
+		for (i = w * FBB_WINDOW; i < (w + 1) * FBB_WINDOW; i++)
+			if (!bit_free(c, i))
+				break;
+		if (i == (w + 1) * FBB_WINDOW)
+			return w * FBB_WINDOW;
+	}
+	return UINT32_MAX;
+}
+
+/* The item to take in cluster @cl: @want if it is free; else, when @want
+ * continues a file's run of blocks, the start of a free window at or after
+ * it; else the first free item at or after @want.  UINT32_MAX: none free. */
+static uint32_t pick_item(const struct vmfs_cluster *cl, int kind, uint32_t want, bool run)
+{
+	uint32_t i;
+
+	if (want >= cl->total)
+		want = 0;
+	if (bit_free(cl, want))
+		return want;
+	if (run && kind == VMFS_RES_FBB && (i = free_window(cl, want)) != UINT32_MAX)
+		return i;
+	return free_from_item(cl, want);
+}
+
+/* Try to take an item of cluster @c (item @want preferred, @run: see
+ * pick_item).  0: taken; -EAGAIN: none here (full, unformatted, or busy:
+ * *busy set). */
+static int alloc_in(struct vmfs_txn *t, struct vmfs_res *r, uint32_t c, uint32_t want, bool run,
+		    bool wait, bool *busy, uint64_t *index)
+{
+	struct vmfs_fs *fs = t->fs;
+	struct vmfs_cluster cl;
+	uint64_t lv;
+	uint32_t i;
+	int e;
+
+	e = read_cluster(fs, t, r, c, &cl, &lv, false);
+	if (e == -ENODATA)
+		return -EAGAIN;
+	if (e)
+		return e;
+	if (cl.free == 0)
+		return -EAGAIN;
+	e = txn_lock(t, lv, wait ? VMFS_LOCK_EXCL : VMFS_LOCK_EXCL | VMFS_LOCK_TRY);
+	if (e == -EBUSY) {
+		*busy = true;
+		return -EAGAIN;
+	}
+	if (e)
+		return e;
+	e = read_cluster(fs, t, r, c, &cl, &lv, false);
+	if (e)
+		return e;
+	if (cl.free == 0)
+		return -EAGAIN;
+	i = pick_item(&cl, r->kind, want, run);
+	if (i == UINT32_MAX) {
+		fs_err(fs, "%s: cluster %u claims %u free items but its bitmap has none",
+		       res_names[r->kind], c, cl.free);
+		return -EAGAIN;
+	}
+	uint64_t idx = (uint64_t)c * r->h.ipe + i;
+	if (idx >= r->h.total_items) {
+		fs_err(fs, "%s: cluster %u item %u beyond total_items", res_names[r->kind], c, i);
+		return -EUCLEAN;
+	}
+	cl.bitmap[i / 8] &= (uint8_t)~(1u << (i % 8));
+	cl.free--;
+	cl.ffree = first_free(&cl);
+	e = write_cluster_meta(t, lv, &cl);
+	if (e)
+		return e;
+	r->hint = c;
+	*index = idx;
+	return 0;
+}
+
+int res_alloc_near(struct vmfs_txn *t, int kind, uint32_t hint, uint64_t near, uint64_t *index)
 {
 	struct vmfs_fs *fs = t->fs;
 	struct vmfs_res *r = &fs->res[kind];
-	struct vmfs_cluster cl;
-	uint64_t lv;
-	uint32_t start;
+	uint32_t start, near_c = UINT32_MAX;
+	bool busy = false;
 	int e;
 
 	if (fs->flags & VMFS_FS_RDONLY)
 		return -EROFS;
-	start = (hint ? hint : r->hint) % r->nclusters;
-	/* First pass: skip clusters another host is working in (TRY); if every
+	/* the item after the file's previous one, in its cluster */
+	if (near != RES_NO_NEAR && near < r->h.total_items) {
+		near_c = (uint32_t)(near / r->h.ipe);
+		e = alloc_in(t, r, near_c, (uint32_t)(near % r->h.ipe), true, false, &busy, index);
+		if (e != -EAGAIN)
+			return e;
+	}
+	/* then this host's clusters (the hint follows its last allocation).
+	 * First pass: skip clusters another host is working in (TRY); if every
 	 * cluster with free items was busy, a second pass waits for them. */
-	bool busy = false, wait = false;
-	for (uint32_t n = 0; n < r->nclusters; n++) {
-		uint32_t c = (start + n) % r->nclusters;
-		e = read_cluster(fs, t, r, c, &cl, &lv, false);
-		if (e == -ENODATA)
-			goto next;
-		if (e)
-			return e;
-		if (cl.free == 0)
-			goto next;
-		e = txn_lock(t, lv, wait ? VMFS_LOCK_EXCL : VMFS_LOCK_EXCL | VMFS_LOCK_TRY);
-		if (e == -EBUSY) {
-			busy = true;
-			goto next;
-		}
-		if (e)
-			return e;
-		e = read_cluster(fs, t, r, c, &cl, &lv, false);
-		if (e)
-			return e;
-		if (cl.free == 0)
-			goto next;
-		uint32_t i;
-		for (i = 0; i < cl.total; i++)
-			if (bit_free(&cl, i))
-				break;
-		if (i == cl.total) {
-			fs_err(fs, "%s: cluster %u claims %u free items but its bitmap has none",
-			       res_names[kind], c, cl.free);
-			goto next;
-		}
-		uint64_t idx = (uint64_t)c * r->h.ipe + i;
-		if (idx >= r->h.total_items) {
-			fs_err(fs, "%s: cluster %u item %u beyond total_items", res_names[kind], c, i);
-			return -EUCLEAN;
-		}
-		cl.bitmap[i / 8] &= (uint8_t)~(1u << (i % 8));
-		cl.free--;
-		cl.ffree = first_free(&cl);
-		e = write_cluster_meta(t, lv, &cl);
-		if (e)
-			return e;
-		r->hint = c;
-		*index = idx;
-		return 0;
-next:
-		if (n + 1 == r->nclusters && busy && !wait) {
-			wait = true;
-			busy = false;
-			n = UINT32_MAX;   /* wraps to 0: start the waiting pass */
+	start = (hint ? hint : r->hint) % r->nclusters;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass && !busy)
+			break;
+		for (uint32_t n = 0; n < r->nclusters; n++) {
+			uint32_t c = (start + n) % r->nclusters;
+			if (c == near_c && !pass && !busy)
+				continue;   /* just found full */
+			e = alloc_in(t, r, c, 0, false, pass == 1, &busy, index);
+			if (e != -EAGAIN)
+				return e;
 		}
 	}
 	return -ENOSPC;
+}
+
+int res_alloc(struct vmfs_txn *t, int kind, uint32_t hint, uint64_t *index)
+{
+	return res_alloc_near(t, kind, hint, RES_NO_NEAR, index);
+}
+
+/* Spread hosts over the populated clusters of each resource by slot: slot
+ * 0, 1, 2, 3, ... start at 0, 1/2, 1/4, 3/4, ... of them (bit-reversed),
+ * so the first hosts on a volume are as far apart as they can be. */
+void vmfs_fs_set_alloc_slot(struct vmfs_fs *fs, unsigned slot)
+{
+	uint32_t rev = 0;
+
+	for (int b = 0; b < 32; b++)
+		rev |= ((slot >> b) & 1u) << (31 - b);
+	for (int k = 0; k < VMFS_RES_COUNT; k++) {
+		struct vmfs_res *r = &fs->res[k];
+		uint64_t used = (r->h.total_items + r->h.ipe - 1) / r->h.ipe;
+		if (!r->h.ipe || !r->nclusters)
+			continue;
+		if (used > r->nclusters)
+			used = r->nclusters;
+		r->hint = (uint32_t)(((uint64_t)rev * used) >> 32);
+		if (k == VMFS_RES_FDC && r->hint == 0 && used > 1)
+			r->hint = 1;   /* cluster 0 holds the system files */
+	}
 }
 
 int res_free(struct vmfs_txn *t, int kind, uint64_t index)

@@ -563,9 +563,6 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 			.commit = hook_commit, .committed = hook_committed,
 		};
 		fo.hooks = &h->hooks;
-		/* Prefer resource clusters of our own, spread by slot. */
-		for (int k = 0; k < VMFS_RES_COUNT; k++)
-			fo.preferred_cluster[k] = (uint32_t)vmfs_hb_slot(h->hb) * 7u + 1u;
 	}
 	fo.flags = o->fs_flags | (rdonly ? VMFS_FS_RDONLY : 0) |
 		   (rdonly || (o->flags & VMFS_HOST_NO_DISCARD) ? 0 : VMFS_FS_DISCARD);
@@ -575,6 +572,8 @@ int vmfs_host_mount(const char *const *paths, int n, const struct vmfs_host_opts
 	if (r)
 		goto fail;
 	if (!rdonly) {
+		/* allocate from resource clusters of our own, spread by slot */
+		vmfs_fs_set_alloc_slot(h->fs, (unsigned)vmfs_hb_slot(h->hb));
 		r = setup_journal(h);
 		if (r)
 			goto fail;

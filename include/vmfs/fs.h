@@ -180,6 +180,11 @@ int vmfs_fs_open(struct vmfs_volume *vol, const struct vmfs_fs_opts *o, struct v
 /** Convenience: open extents by path and the fs; vmfs_fs_close closes both. */
 int vmfs_fs_open_paths(const char *const *paths, int n, const struct vmfs_fs_opts *o,
 		       struct vmfs_fs **out);
+/** Allocation locality for a cluster host in heartbeat slot @slot: each
+ *  resource's first cluster to allocate from is spread over the volume by
+ *  slot (slots 0, 1, 2, 3 start at 0, 1/2, 1/4, 3/4 of its clusters), so
+ *  hosts allocate from clusters of their own. */
+void vmfs_fs_set_alloc_slot(struct vmfs_fs *fs, unsigned slot);
 /** Flush the LV. */
 int vmfs_fs_sync(struct vmfs_fs *fs);
 void vmfs_fs_close(struct vmfs_fs *fs);
@@ -245,6 +250,18 @@ int vmfs_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size);
  *  discarded after the commit) and zero the partial blocks at the edges.
  *  The size does not change; the range reads as zeros afterwards. */
 int vmfs_punch(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len);
+
+/* One piece of a vectored call: @len bytes at file offset @off (@buf: the
+ * data for vmfs_pwritev, unused by vmfs_punchv). */
+struct vmfs_seg {
+	const void *buf;
+	uint64_t off, len;
+};
+/** vmfs_pwrite of several pieces in one transaction (one commit, one flush
+ *  of the new data before it).  \return bytes written or negative errno. */
+int64_t vmfs_pwritev(struct vmfs_fs *fs, uint32_t addr, const struct vmfs_seg *s, size_t n);
+/** vmfs_punch of several ranges in one transaction. */
+int vmfs_punchv(struct vmfs_fs *fs, uint32_t addr, const struct vmfs_seg *s, size_t n);
 
 #define VMFS_ALLOC_TBZ       0x1u  /* zeroedthick: blocks marked to-be-zeroed */
 #define VMFS_ALLOC_ZERO      0x2u  /* eagerzeroedthick: blocks zeroed now */
