@@ -1,9 +1,14 @@
 /*
- * Sparse-aware clone and punch-zero.  Both read the source through its
- * extent map: holes and TBZ extents are never read, allocated blocks that
- * hold only zeros are not written.  Punch-zero frees zero blocks in the
- * middle of a file by rewriting it sparsely and renaming the copy over the
- * original: the filesystem has no call that frees one block in the middle.
+ * Sparse-aware clone and punch-zero.  Both walk the source through its
+ * extent map (tp_scan): holes and TBZ extents are never read, allocated
+ * extents are read in large pieces into one buffer, and every block is
+ * classified as data or all-zero.  A batch (a full buffer, or a bounded
+ * number of zero blocks) then becomes one filesystem transaction:
+ *
+ *   clone       vmfs_pwritev of the batch's data runs into the new file (the
+ *               fs allocates the blocks, writes them, flushes, commits once)
+ *   punch-zero  vmfs_punchv of the batch's zero blocks (pointers cleared and
+ *               blocks freed atomically by the journal), then reclaim
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,21 +17,112 @@
 
 #include "tp_internal.h"
 
-#define COPY_BUF (8ull << 20)
+#define COPY_BUF (64ull << 20)
 
-/* Copy the non-zero blocks of @src into @dst (already sized). */
-static int copy_data(struct vmfs_fs *fs, uint32_t src, uint32_t dst, uint64_t size,
-		     const struct thinprov_opts *o, uint64_t *zero_blocks)
+/* One batch of the scan. */
+struct tp_batch {
+	struct vmfs_seg *data;    /* runs of non-zero blocks; buf points into the scan buffer */
+	size_t ndata;
+	struct vmfs_seg *zero;    /* runs of allocated all-zero blocks and TBZ blocks */
+	uint64_t *zero_lv;        /* LV offset of each zero run (LV-contiguous) */
+	size_t nzero;
+	uint64_t zero_blocks;
+};
+typedef int (*tp_batch_fn)(void *ctx, const struct tp_batch *b);
+
+struct scan {
+	struct vmfs_fs *fs;
+	uint64_t bs, bufsz, max_zero;
+	uint8_t *buf;
+	uint64_t fill;            /* bytes of buf in use */
+	struct tp_batch b;
+	tp_batch_fn fn;
+	void *ctx;
+};
+
+static void add_seg(struct vmfs_seg *v, size_t *n, const void *buf, uint64_t off, uint64_t len)
 {
-	uint64_t bs = tp_bs(fs), pos = 0, bufsz = COPY_BUF < bs ? bs : COPY_BUF / bs * bs;
-	uint8_t *buf = malloc(bufsz);
+	struct vmfs_seg *l = *n ? &v[*n - 1] : NULL;
+
+	if (l && l->off + l->len == off && (!buf || (const uint8_t *)l->buf + l->len == buf)) {
+		l->len += len;
+		return;
+	}
+	v[*n] = (struct vmfs_seg){ buf, off, len };
+	(*n)++;
+}
+
+static void add_zero(struct scan *s, uint64_t off, uint64_t len, uint64_t lv)
+{
+	struct tp_batch *b = &s->b;
+
+	if (b->nzero && b->zero[b->nzero - 1].off + b->zero[b->nzero - 1].len == off &&
+	    b->zero_lv[b->nzero - 1] + b->zero[b->nzero - 1].len == lv) {
+		b->zero[b->nzero - 1].len += len;
+	} else {
+		b->zero[b->nzero] = (struct vmfs_seg){ NULL, off, len };
+		b->zero_lv[b->nzero++] = lv;
+	}
+	b->zero_blocks += len / s->bs;
+}
+
+static int flush_batch(struct scan *s)
+{
 	int e = 0;
 
-	if (!buf)
-		return -ENOMEM;
+	if (s->b.ndata || s->b.nzero)
+		e = s->fn(s->ctx, &s->b);
+	s->b.ndata = s->b.nzero = 0;
+	s->b.zero_blocks = 0;
+	s->fill = 0;
+	return e;
+}
+
+/* Read [pos, pos+n) (allocated, or inline when lv is UINT64_MAX) into the
+ * buffer and classify its blocks.  A partial last block that holds only
+ * zeros is neither data nor freeable: it is dropped. */
+static int take_allocated(struct scan *s, uint32_t addr, uint64_t pos, uint64_t n, uint64_t lv)
+{
+	uint8_t *p = s->buf + s->fill;
+	int64_t r = vmfs_pread(s->fs, addr, p, n, pos);
+
+	if (r < 0)
+		return (int)r;
+	if ((uint64_t)r != n)
+		return -EIO;
+	s->fill += n;
+	for (uint64_t b = 0; b < n;) {
+		uint64_t l = n - b < s->bs ? n - b : s->bs;
+		if (!tp_is_zero(p + b, l))
+			add_seg(s->b.data, &s->b.ndata, p + b, pos + b, l);
+		else if (l == s->bs && lv != UINT64_MAX)
+			add_zero(s, pos + b, l, lv + b);
+		b += l;
+	}
+	return 0;
+}
+
+/* Walk [0, size) of @addr in batches; see the top of the file. */
+static int tp_scan(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struct thinprov_opts *o,
+		   uint64_t max_zero, tp_batch_fn fn, void *ctx)
+{
+	struct scan s = { .fs = fs, .bs = tp_bs(fs), .max_zero = max_zero ? max_zero : 1, .fn = fn,
+			  .ctx = ctx };
+	uint64_t pos = 0, nseg;
+	int e = 0;
+
+	s.bufsz = tp_chunk(o) < COPY_BUF ? tp_chunk(o) : COPY_BUF;
+	s.bufsz = s.bufsz < s.bs ? s.bs : s.bufsz / s.bs * s.bs;
+	nseg = s.bufsz / s.bs + s.max_zero + 2;
+	s.buf = malloc(s.bufsz);
+	s.b.data = calloc(nseg, sizeof(*s.b.data));
+	s.b.zero = calloc(nseg, sizeof(*s.b.zero));
+	s.b.zero_lv = calloc(nseg, sizeof(*s.b.zero_lv));
+	if (!s.buf || !s.b.data || !s.b.zero || !s.b.zero_lv)
+		e = -ENOMEM;
 	while (pos < size && !e) {
 		struct vmfs_extent ext;
-		e = vmfs_map(fs, src, pos, 0, &ext);
+		e = vmfs_map(fs, addr, pos, 0, &ext);
 		if (e)
 			break;
 		uint64_t end = ext.file_off + ext.len < size ? ext.file_off + ext.len : size;
@@ -34,49 +130,70 @@ static int copy_data(struct vmfs_fs *fs, uint32_t src, uint32_t dst, uint64_t si
 			e = -EIO;
 			break;
 		}
-		if (ext.state == VMFS_EXT_ALLOCATED || ext.state == VMFS_EXT_INLINE) {
-			for (uint64_t p = pos; p < end && !e;) {
-				uint64_t n = end - p < bufsz ? end - p : bufsz;
-				int64_t r = vmfs_pread(fs, src, buf, n, p);
-				if (r < 0) {
-					e = (int)r;
-					break;
-				}
-				if ((uint64_t)r != n) {
-					e = -EIO;
-					break;
-				}
-				/* write runs of non-zero blocks */
-				for (uint64_t b = 0; b < n && !e;) {
-					uint64_t l = n - b < bs ? n - b : bs;
-					if (tp_is_zero(buf + b, l)) {
-						if (zero_blocks)
-							(*zero_blocks)++;
-						b += l;
-						continue;
-					}
-					uint64_t s = b;
-					while (b < n) {
-						l = n - b < bs ? n - b : bs;
-						if (tp_is_zero(buf + b, l))
-							break;
-						b += l;
-					}
-					int64_t w = thinprov_pwrite(fs, dst, buf + s, b - s, p + s, o);
-					if (w < 0)
-						e = (int)w;
-				}
-				p += n;
-				if (!e)
-					e = tp_progress(o, p, size);
-			}
-		} else if (ext.state == VMFS_EXT_TBZ && zero_blocks) {
-			*zero_blocks += (end - pos + bs - 1) / bs;
+		/* room left in this batch: buffer bytes, zero blocks */
+		uint64_t room = s.bufsz - s.fill, zroom = (s.max_zero - s.b.zero_blocks) * s.bs;
+		uint64_t n = end - pos;
+		if (ext.state == VMFS_EXT_TBZ) {
+			n = n / s.bs * s.bs;   /* whole blocks (a TBZ tail stays: it reads zeros) */
+			if (n > zroom)
+				n = zroom;
+			if (n)
+				add_zero(&s, pos, n, ext.lv_off + (pos - ext.file_off));
+			else if (end - pos < s.bs)
+				n = end - pos;
+		} else if (ext.state == VMFS_EXT_ALLOCATED || ext.state == VMFS_EXT_INLINE) {
+			if (n > room)
+				n = room / s.bs * s.bs;
+			if (n > zroom)
+				n = zroom;
+			if (n)
+				e = take_allocated(&s, addr, pos, n,
+						   ext.state == VMFS_EXT_INLINE ? UINT64_MAX
+						   : ext.lv_off + (pos - ext.file_off));
 		}
-		pos = end;
+		pos += n;
+		if (!e && (n == 0 || s.fill + s.bs > s.bufsz || s.b.zero_blocks >= s.max_zero))
+			e = flush_batch(&s);
+		if (!e)
+			e = tp_progress(o, pos, size);
 	}
-	free(buf);
+	if (!e)
+		e = flush_batch(&s);
+	free(s.buf);
+	free(s.b.data);
+	free(s.b.zero);
+	free(s.b.zero_lv);
 	return e;
+}
+
+/* ---- clone ------------------------------------------------------------------------ */
+
+struct clone_ctx {
+	struct vmfs_fs *fs;
+	uint32_t dst;
+	const struct thinprov_opts *o;
+};
+
+static int clone_batch(void *ctx, const struct tp_batch *b)
+{
+	struct clone_ctx *c = ctx;
+	uint64_t want = 0;
+	int64_t w;
+
+	if (!b->ndata)
+		return 0;
+	if (tp_flags(c->o) & THINPROV_DOUBLE_WRITE) {
+		for (size_t i = 0; i < b->ndata; i++) {
+			w = thinprov_pwrite(c->fs, c->dst, b->data[i].buf, b->data[i].len, b->data[i].off, c->o);
+			if (w < 0)
+				return (int)w;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < b->ndata; i++)
+		want += b->data[i].len;
+	w = vmfs_pwritev(c->fs, c->dst, b->data, b->ndata);
+	return w < 0 ? (int)w : (uint64_t)w == want ? 0 : -EIO;
 }
 
 int thinprov_clone(struct vmfs_fs *fs, uint32_t src, uint32_t ddir, const char *dname, int type,
@@ -98,7 +215,8 @@ int thinprov_clone(struct vmfs_fs *fs, uint32_t src, uint32_t ddir, const char *
 								: THINPROV_ZEROEDTHICK, &q, &d);
 	if (e)
 		return e;
-	e = copy_data(fs, src, d, size, o, NULL);
+	struct clone_ctx c = { fs, d, o };
+	e = tp_scan(fs, src, size, o, tp_free_batch(fs, o), clone_batch, &c);
 	if (!e && type == THINPROV_EAGERZEROEDTHICK)
 		e = thinprov_eagerzero(fs, d, &q);
 	if (e) {
@@ -109,57 +227,30 @@ int thinprov_clone(struct vmfs_fs *fs, uint32_t src, uint32_t ddir, const char *
 	return 0;
 }
 
-/* Does [0, size) of @addr hold an allocated all-zero block (or TBZ) before
- * the last non-zero block?  Sets *last_data to the end of the last block
- * holding non-zero data (0 if none) and *zero_mid. */
-static int scan_zero(struct vmfs_fs *fs, uint32_t addr, uint64_t size, uint64_t *last_data,
-		     bool *zero_mid)
+/* ---- punch-zero --------------------------------------------------------------------- */
+
+struct pz_ctx {
+	struct vmfs_fs *fs;
+	uint32_t addr;
+	const struct thinprov_opts *o;
+	struct thinprov_reclaim *rc;
+};
+
+static int pz_batch(void *ctx, const struct tp_batch *b)
 {
-	uint64_t bs = tp_bs(fs), pos = 0;
-	uint64_t first_zero = UINT64_MAX;
-	uint8_t *buf = malloc(bs);
+	struct pz_ctx *c = ctx;
+	struct tp_snap s = { 0 };
 	int e = 0;
 
-	if (!buf)
-		return -ENOMEM;
-	*last_data = 0;
-	*zero_mid = false;
-	while (pos < size && !e) {
-		struct vmfs_extent ext;
-		e = vmfs_map(fs, addr, pos, 0, &ext);
-		if (e)
-			break;
-		uint64_t end = ext.file_off + ext.len < size ? ext.file_off + ext.len : size;
-		if (end <= pos) {
-			e = -EIO;
-			break;
-		}
-		if (ext.state == VMFS_EXT_TBZ) {
-			if (first_zero == UINT64_MAX)
-				first_zero = pos;
-		} else if (ext.state == VMFS_EXT_ALLOCATED) {
-			for (uint64_t b = pos; b < end; b += bs) {
-				uint64_t n = end - b < bs ? end - b : bs;
-				int64_t r = vmfs_pread(fs, addr, buf, n, b);
-				if (r < 0 || (uint64_t)r != n) {
-					e = r < 0 ? (int)r : -EIO;
-					break;
-				}
-				if (tp_is_zero(buf, n)) {
-					if (first_zero == UINT64_MAX)
-						first_zero = b;
-				} else {
-					if (first_zero != UINT64_MAX)
-						*zero_mid = true;
-					*last_data = (b / bs + 1) * bs;
-				}
-			}
-		} else if (ext.state == VMFS_EXT_INLINE) {
-			*last_data = size;
-		}
-		pos = end;
-	}
-	free(buf);
+	if (!b->nzero)
+		return 0;
+	for (size_t i = 0; i < b->nzero && !e; i++)
+		e = tp_snap_add(&s, b->zero_lv[i], b->zero[i].len);
+	if (!e)
+		e = vmfs_punchv(c->fs, c->addr, b->zero, b->nzero);
+	if (!e)
+		e = tp_snap_reclaim(c->fs, &s, c->o, c->rc);
+	tp_snap_free(&s);
 	return e;
 }
 
@@ -167,12 +258,8 @@ int thinprov_punch_zero(struct vmfs_fs *fs, uint32_t dir, const char *name, uint
 			const struct thinprov_opts *o, struct thinprov_reclaim *rc)
 {
 	struct thinprov_reclaim dummy = { 0 };
-	struct thinprov_opts q = o ? *o : (struct thinprov_opts){ 0 };
-	struct vmfs_stat st;
-	struct tp_snap s = { 0 };
-	char tmp[129];
-	uint64_t last;
-	bool mid;
+	char tmp[140];
+	uint64_t size;
 	uint32_t t;
 	int e;
 
@@ -180,57 +267,19 @@ int thinprov_punch_zero(struct vmfs_fs *fs, uint32_t dir, const char *name, uint
 		return -EINVAL;
 	if (!rc)
 		rc = &dummy;
-	e = vmfs_stat(fs, *addr, &st);
+	e = tp_size(fs, *addr, &size);
 	if (e)
 		return e;
-	if (st.type != VMFS_TYPE_FILE)
-		return -EINVAL;
-	e = scan_zero(fs, *addr, st.size, &last, &mid);
-	if (e)
-		return e;
-	if (!mid) {
-		/* only trailing zero blocks: free them by truncating down and up */
-		if (last >= st.size)
-			return 0;
-		e = thinprov_truncate(fs, *addr, last, o, rc);
-		if (!e)
-			e = vmfs_truncate(fs, *addr, st.size);
-		return e;
-	}
-	if (strlen(name) + 6 > 127)
-		return -ENAMETOOLONG;
+	/* an interrupted punch-zero of an older version left a sparse copy
+	 * ".NAME.tpz" (never the live disk): remove it */
 	snprintf(tmp, sizeof(tmp), ".%s.tpz", name);
-	e = vmfs_lookup(fs, dir, tmp, &t);
-	if (e == 0) {
-		/* left over by an interrupted punch-zero: never the live copy */
+	if (strlen(tmp) <= 127 && vmfs_lookup(fs, dir, tmp, &t) == 0) {
+		struct thinprov_opts q = o ? *o : (struct thinprov_opts){ 0 };
+		q.progress = NULL;
 		e = thinprov_unlink(fs, dir, tmp, &q, NULL);
 		if (e)
 			return e;
-	} else if (e != -ENOENT) {
-		return e;
 	}
-	e = vmfs_create(fs, dir, tmp, st.mode & 07777, st.uid, st.gid, &t);
-	if (e)
-		return e;
-	e = vmfs_truncate(fs, t, st.size);
-	if (!e)
-		e = copy_data(fs, *addr, t, st.size, o, NULL);
-	if (!e)
-		e = vmfs_setattr(fs, t, VMFS_SET_ATIME | VMFS_SET_MTIME, 0, 0, 0, st.atime, st.mtime);
-	if (!e)
-		e = vmfs_fs_sync(fs);   /* the copy is durable before it replaces the original */
-	if (!e)
-		e = tp_snap_take(fs, *addr, 0, &s);
-	if (!e)
-		e = vmfs_rename(fs, dir, tmp, dir, name);
-	if (e) {
-		q.progress = NULL;
-		thinprov_unlink(fs, dir, tmp, &q, NULL);
-		tp_snap_free(&s);
-		return e;
-	}
-	*addr = t;
-	e = tp_snap_reclaim(fs, &s, o, rc);
-	tp_snap_free(&s);
-	return e;
+	struct pz_ctx c = { fs, *addr, o, rc };
+	return tp_scan(fs, *addr, size, o, tp_free_batch(fs, o), pz_batch, &c);
 }

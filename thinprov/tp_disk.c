@@ -38,6 +38,13 @@ uint64_t tp_chunk(const struct thinprov_opts *o)
 	return o && o->chunk ? o->chunk : TP_DEFAULT_CHUNK;
 }
 
+uint64_t tp_free_batch(struct vmfs_fs *fs, const struct thinprov_opts *o)
+{
+	uint64_t n = tp_chunk(o) * 16 / tp_bs(fs);
+
+	return n < 1 ? 1 : n > 1024 ? 1024 : n;
+}
+
 unsigned tp_flags(const struct thinprov_opts *o)
 {
 	return o ? o->flags : 0;

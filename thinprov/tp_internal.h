@@ -16,13 +16,17 @@ struct tp_snap {
 };
 
 uint64_t tp_chunk(const struct thinprov_opts *o);
+/* Blocks freed per transaction by punch-hole / punch-zero (bounded journal
+ * record: freeing writes no data, so 16 chunks' worth, at most 1024). */
+uint64_t tp_free_batch(struct vmfs_fs *fs, const struct thinprov_opts *o);
 unsigned tp_flags(const struct thinprov_opts *o);
 int tp_progress(const struct thinprov_opts *o, uint64_t done, uint64_t total);
 uint64_t tp_bs(struct vmfs_fs *fs);
 int tp_size(struct vmfs_fs *fs, uint32_t addr, uint64_t *size);
 
-/* Record the ALLOCATED/TBZ extents of @addr at or after file offset @from. */
-int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, struct tp_snap *s);
+/* Record the ALLOCATED/TBZ extents of @addr in the blocks of [@from, @to). */
+int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, uint64_t to, struct tp_snap *s);
+int tp_snap_add(struct tp_snap *s, uint64_t lv, uint64_t len);
 void tp_snap_free(struct tp_snap *s);
 /* After the freeing transaction committed: flush, then discard every block
  * of the snapshot that is now free in the bitmap.  Counts into @rc. */

@@ -27,7 +27,7 @@ void tp_snap_free(struct tp_snap *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int snap_add(struct tp_snap *s, uint64_t lv, uint64_t len)
+int tp_snap_add(struct tp_snap *s, uint64_t lv, uint64_t len)
 {
 	if (s->n && s->ext[s->n - 1].lv + s->ext[s->n - 1].len == lv) {
 		s->ext[s->n - 1].len += len;
@@ -47,7 +47,7 @@ static int snap_add(struct tp_snap *s, uint64_t lv, uint64_t len)
 	return 0;
 }
 
-int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, struct tp_snap *s)
+int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, uint64_t to, struct tp_snap *s)
 {
 	struct vmfs_stat st;
 	struct vmfs_extent ext;
@@ -61,8 +61,10 @@ int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, struct tp_sna
 	if (st.type != VMFS_TYPE_FILE || st.blk_size != bs)
 		return 0;   /* resident / sub-block files hold no file blocks */
 	off = from / bs * bs;
-	while (off < st.size) {
-		e = vmfs_map(fs, addr, off, 0, &ext);
+	if (to > st.size)
+		to = st.size;
+	while (off < to) {
+		e = vmfs_map(fs, addr, off, to - off, &ext);
 		if (e)
 			goto fail;
 		if (ext.file_off + ext.len <= off) {
@@ -70,7 +72,7 @@ int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, struct tp_sna
 			goto fail;
 		}
 		if (ext.state == VMFS_EXT_ALLOCATED || ext.state == VMFS_EXT_TBZ) {
-			e = snap_add(s, ext.lv_off, ext.len);
+			e = tp_snap_add(s, ext.lv_off, ext.len);
 			if (e)
 				goto fail;
 		}
@@ -149,7 +151,7 @@ int thinprov_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const st
 
 	if (!fs)
 		return -EINVAL;
-	e = tp_snap_take(fs, addr, size, &s);
+	e = tp_snap_take(fs, addr, size, UINT64_MAX, &s);
 	if (e)
 		return e;
 	e = vmfs_truncate(fs, addr, size);
@@ -176,7 +178,7 @@ int thinprov_unlink(struct vmfs_fs *fs, uint32_t dir, const char *name, const st
 	if (e)
 		return e;
 	if (st.type == VMFS_TYPE_FILE && st.nlink == 1) {
-		e = tp_snap_take(fs, addr, 0, &s);
+		e = tp_snap_take(fs, addr, 0, UINT64_MAX, &s);
 		if (e)
 			return e;
 	}
@@ -190,8 +192,7 @@ int thinprov_unlink(struct vmfs_fs *fs, uint32_t dir, const char *name, const st
 int thinprov_punch_hole(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len,
 			const struct thinprov_opts *o, struct thinprov_reclaim *rc)
 {
-	uint64_t size, end, bs, zend;
-	uint8_t *zeros = NULL;
+	uint64_t size, end, bs, step;
 	int e;
 
 	if (!fs)
@@ -199,51 +200,28 @@ int thinprov_punch_hole(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_
 	e = tp_size(fs, addr, &size);
 	if (e)
 		return e;
-	bs = tp_bs(fs);
 	if (off >= size || !len)
 		return 0;
 	end = len > size - off ? size : off + len;
-	zend = end;
-	if (end == size) {
-		uint64_t cut = (off + bs - 1) / bs * bs;
-		if (cut < size) {
-			e = thinprov_truncate(fs, addr, cut, o, rc);
-			if (!e)
-				e = vmfs_truncate(fs, addr, size);
-			if (e)
-				return e;
-			zend = cut;
-		}
-	}
-	/* the rest: overwrite allocated bytes with zeros (holes and TBZ read zeros) */
-	zeros = calloc(1, bs);
-	if (!zeros)
-		return -ENOMEM;
-	for (uint64_t p = off; p < zend;) {
-		struct vmfs_extent ext;
-		e = vmfs_map(fs, addr, p, zend - p, &ext);
+	bs = tp_bs(fs);
+	step = tp_free_batch(fs, o) * bs;
+	/* one vmfs_punch (one transaction) per batch of blocks; the seams are
+	 * block boundaries, so no whole block is split into two partial ones */
+	for (uint64_t p = off, q; p < end && !e; p = q) {
+		struct tp_snap s;
+		q = (p / bs) * bs + step;
+		if (q > end)
+			q = end;
+		e = tp_snap_take(fs, addr, p, q, &s);
 		if (e)
 			break;
-		uint64_t t = ext.file_off + ext.len < zend ? ext.file_off + ext.len : zend;
-		if (t <= p) {
-			e = -EIO;
-			break;
-		}
-		if (ext.state == VMFS_EXT_ALLOCATED || ext.state == VMFS_EXT_INLINE) {
-			for (uint64_t q = p; q < t;) {
-				uint64_t n = t - q < bs ? t - q : bs;
-				int64_t w = vmfs_pwrite(fs, addr, zeros, n, q);
-				if (w < 0) {
-					e = (int)w;
-					goto out;
-				}
-				q += n;
-			}
-		}
-		p = t;
+		e = vmfs_punch(fs, addr, p, q - p);
+		if (!e)
+			e = tp_snap_reclaim(fs, &s, o, rc);
+		tp_snap_free(&s);
+		if (!e)
+			e = tp_progress(o, q - off, end - off);
 	}
-out:
-	free(zeros);
 	return e;
 }
 

@@ -64,7 +64,8 @@ struct thinprov_opts {
 	unsigned flags;                /* THINPROV_* */
 	thinprov_progress_fn progress; /* NULL: none */
 	void *progress_ctx;
-	uint64_t chunk;                /* bytes per transaction for long operations (0 = 64 MiB) */
+	uint64_t chunk;                /* bytes per transaction for long operations (0 = 64 MiB;
+	                                  freeing: 16 chunks' worth of blocks, at most 1024) */
 };
 
 /* Accounting of one file (bytes). */
@@ -125,26 +126,28 @@ int thinprov_truncate(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const st
 int thinprov_unlink(struct vmfs_fs *fs, uint32_t dir, const char *name, const struct thinprov_opts *o,
 		    struct thinprov_reclaim *rc);
 
-/** Punch a hole: [off, off+len) reads as zeros afterwards.  Whole blocks
- *  from a block boundary to EOF are freed (and reclaimed); other whole
- *  blocks and partial blocks are zeroed in place (the fs has no call that
- *  frees a block in the middle of a file: thinprov_punch_zero does that by
- *  rewriting). */
+/** Punch a hole: [off, off+len) reads as zeros afterwards.  Every whole
+ *  block inside is freed and reclaimed (vmfs_punch, one transaction per
+ *  batch of blocks), partial blocks at the edges are zeroed in place. */
 int thinprov_punch_hole(struct vmfs_fs *fs, uint32_t addr, uint64_t off, uint64_t len,
 			const struct thinprov_opts *o, struct thinprov_reclaim *rc);
 
 /** Punch-zero: free every allocated block that holds only zeros (TBZ blocks
- *  too).  Trailing zero blocks are truncated away; when zero blocks remain
- *  in the middle, the file is rewritten sparsely into a temporary file in
- *  the same directory which then replaces it (needs free space for the
- *  non-zero data).  @name/@dir name the file (for the replacement);
- *  *@addr is updated to the new file's address. */
+ *  too), in place: the file's blocks are scanned through its extent map
+ *  (holes never read) and the zero ones freed with vmfs_punchv, a bounded
+ *  batch per transaction (see thinprov_opts.chunk), each batch reclaimed
+ *  after its commit.  A crash leaves every block either freed or intact.  A
+ *  partial last block is kept.  @name/@dir name the file: a ".NAME.tpz"
+ *  sparse copy left by an interrupted punch-zero of an older version is
+ *  removed.  *@addr does not change. */
 int thinprov_punch_zero(struct vmfs_fs *fs, uint32_t dir, const char *name, uint32_t *addr,
 			const struct thinprov_opts *o, struct thinprov_reclaim *rc);
 
 /** Clone @src into a new file @dname in @ddir of @type (sparse-aware: holes,
  *  TBZ and all-zero blocks of @src are not written; a thin target keeps them
- *  as holes). */
+ *  as holes).  The source is read in pieces of up to 64 MiB (chunk); the
+ *  non-zero runs of each piece are written with one vmfs_pwritev (one
+ *  transaction). */
 int thinprov_clone(struct vmfs_fs *fs, uint32_t src, uint32_t ddir, const char *dname, int type,
 		   const struct thinprov_opts *o, uint32_t *daddr);
 

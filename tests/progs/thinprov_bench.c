@@ -3,8 +3,8 @@
  * inflate, on a volume mounted as a cluster host (journal on), for
  * bench/thinprov.  Each phase ends with a flush that is timed with it.
  *
- *   thinprov_bench IMG SIZE_MIB
- * Prints "phase MiB/s seconds" lines.
+ *   thinprov_bench IMG SIZE_MIB [clone]
+ * Prints "phase MiB/s seconds" lines ("clone": only the clone and inflate).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,8 +54,8 @@ int main(int argc, char **argv)
 	char name[64];
 	int e;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: thinprov_bench IMG SIZE_MIB\n");
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "clone"))) {
+		fprintf(stderr, "usage: thinprov_bench IMG SIZE_MIB [clone]\n");
 		return 2;
 	}
 	size = strtoull(argv[2], NULL, 0) * MiB;
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 		{ "first write: zeroedthick (thinprov)", THINPROV_ZEROEDTHICK, true },
 		{ "first write: eagerzeroedthick", THINPROV_EAGERZEROEDTHICK, false },
 	};
-	for (size_t i = 0; i < sizeof(W) / sizeof(W[0]) && !e; i++) {
+	for (size_t i = 0; i < sizeof(W) / sizeof(W[0]) && !e && argc == 3; i++) {
 		double t0;
 		snprintf(name, sizeof(name), "w%zu", i);
 		if (W[i].type == THINPROV_EAGERZEROEDTHICK) {

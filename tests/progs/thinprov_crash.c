@@ -12,6 +12,12 @@
  *              del  (thinprov_unlink of a fully written disk, discarding its
  *                    blocks: after recovery the disk is either gone or holds
  *                    all its data — a discard before the commit would zero it)
+ *              pz   (thinprov_punch_zero of a disk whose blocks are data,
+ *                    written zeros and holes/TBZ, two blocks per transaction:
+ *                    after recovery the content is unchanged, every block the
+ *                    disk references is allocated in the bitmap, and the free
+ *                    count plus the disk's blocks is what it was: no block
+ *                    freed twice, none leaked, none discarded while referenced)
  *     JOURNAL  journal (commit hook = the per-host redo journal, as a host
  *              mount runs it) | none (single host without hooks)
  *     RUNS     number of cut points (I/O index x seed)
@@ -97,14 +103,15 @@ static int cow_ats(void *p, uint64_t off, const void *exp, const void *nd, void 
 	return cow_io(&v, 1, off, true);
 }
 static void cow_close(void *p) { (void)p; }
-/* discard = punch hole: the range reads zeros afterwards */
+/* discard: the range reads back the stale pattern afterwards (a device may
+ * return anything for unmapped blocks), so a discard of a block that is still
+ * referenced after recovery shows up as stale data */
 static int cow_discard(void *p, uint64_t off, uint64_t len)
 {
-	static uint8_t z[64 << 10];
 	(void)p;
 	while (len) {
-		size_t n = len < sizeof(z) ? (size_t)len : sizeof(z);
-		struct iovec v = { z, n };
+		size_t n = CH - off % CH < len ? CH - off % CH : (size_t)len;
+		struct iovec v = { stale_chunk + off % CH, n };
 		int e = cow_io(&v, 1, off, true);
 		if (e)
 			return e;
@@ -148,7 +155,8 @@ static const struct vmfs_fs_hooks jhooks = { .commit = h_commit, .committed = h_
 
 static uint64_t jnl_off;
 static const uint64_t jnl_len = MiB;
-static bool use_tp, use_conv, use_del, use_journal, kind_tbz;
+static bool use_tp, use_conv, use_del, use_pz, use_journal, kind_tbz;
+static uint64_t blocks_total;   /* pz: free blocks + the disk's blocks after setup */
 static uint8_t fillbyte(uint64_t off) { return (uint8_t)(off * 31 / 512 + 0x41) | 1; }
 
 static int open_fs(struct vmfs_bdev *dev, struct vmfs_volume **vol, struct vmfs_fs **fs, bool hooks)
@@ -164,6 +172,42 @@ static int open_fs(struct vmfs_bdev *dev, struct vmfs_volume **vol, struct vmfs_
 	e = vmfs_fs_open(*vol, &fo, fs);
 	if (e)
 		vmfs_volume_close(*vol);
+	return e;
+}
+
+static uint8_t pz_byte(uint64_t o) { return (o / MiB) % 3 ? 0 : fillbyte(o); }
+
+/* pz: check the disk's blocks against the bitmap; *total = free blocks +
+ * blocks the disk references.  -EUCLEAN on a referenced free block, a block
+ * referenced twice or a wrong blk_count. */
+static int pz_blocks(struct vmfs_fs *fs, uint32_t addr, uint64_t *total)
+{
+	struct vmfs_statfs st;
+	struct vmfs_stat fst;
+	uint64_t seen[DISK_SIZE / MiB], n = 0;
+	int e = vmfs_fs_statfs(fs, &st);
+
+	for (uint64_t off = 0; off < DISK_SIZE && !e;) {
+		struct vmfs_extent x;
+		e = vmfs_map(fs, addr, off, 0, &x);
+		if (e)
+			break;
+		for (uint64_t b = 0; b < x.len && x.state != VMFS_EXT_HOLE; b += MiB) {
+			uint64_t blk = (x.lv_off + b) / MiB;
+			if (vmfs_addr_allocated(fs, vmfs_fb_make((uint32_t)blk, false)) != 1)
+				return -EUCLEAN;
+			for (uint64_t i = 0; i < n; i++)
+				if (seen[i] == blk)
+					return -EUCLEAN;
+			seen[n++] = blk;
+		}
+		off = x.file_off + x.len;
+	}
+	if (!e)
+		e = vmfs_stat(fs, addr, &fst);
+	if (!e && fst.blk_count != n)
+		return -EUCLEAN;
+	*total = st.free_blocks + n;
 	return e;
 }
 
@@ -222,6 +266,19 @@ static int setup(void)
 		e = e == (int)DISK_SIZE ? 0 : (e < 0 ? e : -EIO);
 		free(d);
 	}
+	if (!e && use_pz) {
+		/* per block: data (b % 3 == 0), written zeros (1), untouched (2) */
+		static uint8_t d[MiB];
+		for (uint64_t b = 0; b < DISK_SIZE / MiB && !e; b++) {
+			if (b % 3 == 2)
+				continue;
+			for (uint64_t o = 0; o < MiB; o++)
+				d[o] = b % 3 ? 0 : fillbyte(b * MiB + o);
+			e = vmfs_pwrite(fs, addr, d, MiB, b * MiB) == (int64_t)MiB ? 0 : -EIO;
+		}
+		if (!e)
+			e = pz_blocks(fs, addr, &blocks_total);
+	}
 	vmfs_fs_close(fs);
 	vmfs_volume_close(vol);
 	setup_phase = false;
@@ -244,6 +301,11 @@ static int workload(struct vmfs_fs *fs, uint32_t addr, uint64_t seed)
 
 	if (use_del) {
 		int e = thinprov_unlink(fs, VMFS_ROOT_ADDR, "disk", NULL, NULL);
+		return e ? e : vmfs_fs_sync(fs);
+	}
+	if (use_pz) {
+		struct thinprov_opts o = { .chunk = 128 << 10 };   /* 2 blocks per transaction */
+		int e = thinprov_punch_zero(fs, VMFS_ROOT_ADDR, "disk", &addr, &o, NULL);
 		return e ? e : vmfs_fs_sync(fs);
 	}
 	if (use_conv) {
@@ -351,6 +413,18 @@ static int run(uint64_t fail_at, uint64_t seed, uint64_t *ios, uint64_t *first_b
 				bad = 1;
 				break;
 			}
+	} else if (!e && use_pz) {
+		uint64_t total = 0;
+		for (uint64_t o = 0; o < DISK_SIZE; o++)
+			if (buf[o] != pz_byte(o)) {
+				*first_bad = o;
+				bad = 1;
+				break;
+			}
+		if (!bad && (pz_blocks(fs, addr, &total) || total != blocks_total)) {
+			*first_bad = UINT64_MAX;   /* bitmap / block map disagree */
+			bad = 1;
+		}
 	} else if (!e) {
 		for (uint64_t s = 0; s < DISK_SIZE / 512; s++)
 			if (!memcmp(buf + s * 512, STALE, sizeof(STALE) - 1)) {
@@ -372,13 +446,14 @@ int main(int argc, char **argv)
 	int e;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: thinprov_crash tbz|thin fs|tp|conv|del journal|none RUNS\n");
+		fprintf(stderr, "usage: thinprov_crash tbz|thin fs|tp|conv|del|pz journal|none RUNS\n");
 		return 2;
 	}
 	kind_tbz = !strcmp(argv[1], "tbz");
 	use_tp = !strcmp(argv[2], "tp");
 	use_conv = !strcmp(argv[2], "conv");
 	use_del = !strcmp(argv[2], "del");
+	use_pz = !strcmp(argv[2], "pz");
 	use_journal = !strcmp(argv[3], "journal");
 	runs = strtoull(argv[4], NULL, 0);
 	e = setup();

@@ -203,18 +203,24 @@ static void test_reclaim_discards_only_freed_blocks(void **state)
 	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "other", 4 * MiB, THINPROV_ZEROEDTHICK,
 					 NULL, &b), 0);
 	assert_int_equal(vmfs_fs_statfs(e->fs, &s0), 0);
-	/* punch-zero: 14 zero blocks freed (the rewrite frees all 16 old ones) */
-	assert_int_equal(thinprov_punch_zero(e->fs, VMFS_ROOT_ADDR, "k", &a, NULL, &rc), 0);
+	/* punch-zero: the 14 zero blocks freed in place, in batches of 2 blocks
+	 * (chunk 128 KiB x 16), the file keeps its address */
+	{
+		struct thinprov_opts small = { .chunk = 128 << 10 };
+		uint32_t a0 = a;
+		assert_int_equal(thinprov_punch_zero(e->fs, VMFS_ROOT_ADDR, "k", &a, &small, &rc), 0);
+		assert_true(a == a0);
+	}
 	usage_is(e->fs, a, THINPROV_THIN, 2 * MiB, 2 * MiB);
 	assert_int_equal(vmfs_fs_statfs(e->fs, &s1), 0);
 	assert_true(s1.free_blocks == s0.free_blocks + 14);
-	assert_true(rc.freed == 16 * MiB && rc.discarded == 16 * MiB);
+	assert_true(rc.freed == 14 * MiB && rc.discarded == 14 * MiB);
 	{
 		uint8_t got[100];
 		assert_int_equal(vmfs_pread(e->fs, a, got, 100, 9 * MiB + 3), 100);
 		assert_memory_equal(got, buf, 100);
 	}
-	/* trailing zero blocks only: truncate path */
+	/* a zeroedthick disk: every TBZ block is freed */
 	memset(&rc, 0, sizeof(rc));
 	assert_int_equal(thinprov_punch_zero(e->fs, VMFS_ROOT_ADDR, "other", &b, NULL, &rc), 0);
 	assert_true(rc.freed == 4 * MiB);
@@ -261,6 +267,57 @@ static void test_reclaim_discards_only_freed_blocks(void **state)
 	free(buf);
 }
 
+/* Extents of allocated blocks of @a (LV-contiguous runs). */
+static unsigned extents(struct vmfs_fs *fs, uint32_t a, uint64_t size)
+{
+	unsigned n = 0;
+
+	for (uint64_t off = 0; off < size;) {
+		struct vmfs_extent x;
+		assert_int_equal(vmfs_map(fs, a, off, 0, &x), 0);
+		n += x.state == VMFS_EXT_ALLOCATED;
+		off = x.file_off + x.len;
+	}
+	return n;
+}
+
+static void test_allocation_locality(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = malloc(MiB);
+	uint32_t a, b, f, c;
+
+	memset(buf, 0x6B, MiB);
+	/* two disks growing at the same time do not interleave block by block:
+	 * each continues after its own previous block, a run that cannot
+	 * continue starts a free window of 32 blocks */
+	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "a", 64 * MiB, THINPROV_THIN, NULL, &a), 0);
+	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "b", 64 * MiB, THINPROV_THIN, NULL, &b), 0);
+	for (uint64_t off = 0; off < 64 * MiB; off += MiB) {
+		assert_int_equal(vmfs_pwrite(e->fs, a, buf, MiB, off), (int64_t)MiB);
+		assert_int_equal(vmfs_pwrite(e->fs, b, buf, MiB, off), (int64_t)MiB);
+	}
+	assert_true(extents(e->fs, a, 64 * MiB) <= 3);
+	assert_true(extents(e->fs, b, 64 * MiB) <= 3);
+	assert_int_equal(thinprov_unlink(e->fs, VMFS_ROOT_ADDR, "a", NULL, NULL), 0);
+	assert_int_equal(thinprov_unlink(e->fs, VMFS_ROOT_ADDR, "b", NULL, NULL), 0);
+	/* fragmented free space (every other block of f freed): a sequential
+	 * write does not fill the single-block holes */
+	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "f", 64 * MiB, THINPROV_EAGERZEROEDTHICK, NULL,
+					 &f), 0);
+	for (uint64_t blk = 0; blk < 64; blk += 2)
+		assert_int_equal(vmfs_punch(e->fs, f, blk * MiB, MiB), 0);
+	assert_int_equal(extents(e->fs, f, 64 * MiB), 32);
+	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "c", 32 * MiB, THINPROV_THIN, NULL, &c), 0);
+	for (uint64_t off = 0; off < 32 * MiB; off += MiB)
+		assert_int_equal(vmfs_pwrite(e->fs, c, buf, MiB, off), (int64_t)MiB);
+	assert_true(extents(e->fs, c, 32 * MiB) <= 2);
+	/* and so is a clone of it (one write of 32 blocks) */
+	assert_int_equal(thinprov_clone(e->fs, c, VMFS_ROOT_ADDR, "c2", THINPROV_THIN, NULL, &a), 0);
+	assert_true(extents(e->fs, a, 32 * MiB) <= 2);
+	free(buf);
+}
+
 static int cancel_cb(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)total;
@@ -288,6 +345,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_extend_keeps_type_and_shrink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_discards_only_freed_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_and_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allocation_locality, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

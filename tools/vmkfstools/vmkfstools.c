@@ -972,15 +972,11 @@ static int cmd_zeroing(const char *path, enum cmd c)
 		} else if (c == C_EAGERZERO) {
 			e = thinprov_eagerzero(fs, d.addr, &o);
 		} else {
-			uint32_t dir, old = d.addr;
+			uint32_t dir;
 			char name[129];
 			e = vmfs_resolve_parent(fs, d.flat, &dir, name);
-			if (!e)
+			if (!e)   /* in place: the disk keeps its address and lock */
 				e = thinprov_punch_zero(fs, dir, name, &d.addr, &o, &rc);
-			if (!e && old != d.addr && d.locked) {
-				unlock_file(old);
-				d.locked = false;
-			}
 		}
 	} else {
 		uint64_t size = disk_size(&d);
