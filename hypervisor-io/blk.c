@@ -168,7 +168,7 @@ static void async_done(void *arg, int res)
 		__atomic_add_fetch(&d->st_errors, 1, __ATOMIC_RELAXED);
 	}
 	set_status(r, res ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
-	vh_req_complete(r, res ? 1 : r->a_used);
+	vh_req_complete_batched(r, res ? 1 : r->a_used);   /* from the queue thread's poll */
 }
 
 bool vh_blk_submit_async(struct vh_dev *d, struct vh_req *r, void *aq)

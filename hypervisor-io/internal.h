@@ -87,6 +87,10 @@ struct vh_vq {
 	struct vh_req *reqs;       /* num slots, indexed by head */
 	void *aq;                  /* the disk's async context (queue thread only) */
 	unsigned aq_inflight;
+	bool event_idx;            /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool signalled_valid;      /* signalled_used holds the used index last signalled */
+	uint16_t signalled_used;
+	bool call_pending;         /* completions published, call not signalled yet */
 };
 
 struct vh_dev {
@@ -126,6 +130,9 @@ void vh_vq_reset(struct vh_vq *q);   /* stop and close fds, forget config */
 int vh_pool_start(struct vh_dev *d);
 void vh_pool_stop(struct vh_dev *d);
 void vh_req_complete(struct vh_req *r, uint32_t used_len);
+/* Same, but the call is left to the queue thread (vh_vq_flush_calls) after
+ * a batch: from the queue thread only. */
+void vh_req_complete_batched(struct vh_req *r, uint32_t used_len);
 
 /* blk.c: execute one request, return the used length */
 uint32_t vh_blk_exec(struct vh_dev *d, struct vh_req *r);

@@ -103,7 +103,8 @@ static void dev_reset(struct vh_dev *d)
 static uint64_t dev_features(const struct vh_dev *d)
 {
 	return vh_blk_features(d) | 1ull << VIRTIO_F_VERSION_1 |
-	       1ull << VIRTIO_RING_F_INDIRECT_DESC | 1ull << VHU_F_PROTOCOL_FEATURES;
+	       1ull << VIRTIO_RING_F_INDIRECT_DESC | 1ull << VIRTIO_RING_F_EVENT_IDX |
+	       1ull << VHU_F_PROTOCOL_FEATURES;
 }
 
 static uint64_t dev_pfeatures(void)

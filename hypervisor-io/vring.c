@@ -74,23 +74,37 @@ static int walk_chain(struct vh_vq *q, uint16_t head, struct vh_req *r)
 	}
 }
 
-static void signal_call(struct vh_vq *q)
+/* Does the driver want a call for what was published since the last one?
+ * With EVENT_IDX: when the used index passed its used_event (stored after
+ * the avail ring); else unless it set NO_INTERRUPT.  Under q->lock. */
+static bool want_call(struct vh_vq *q)
 {
 	const struct vring_avail *av = q->avail;
-	uint64_t one = 1;
+	uint16_t old = q->signalled_used, nw = q->used_idx;
+	bool valid = q->signalled_valid;
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (q->call_fd >= 0 && !(ld16(&av->flags) & VRING_AVAIL_F_NO_INTERRUPT))
+	if (!q->event_idx)
+		return !(ld16(&av->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+	q->signalled_valid = true;
+	q->signalled_used = nw;
+	return !valid || vring_need_event(ld16(&av->ring[q->num]), nw, old);
+}
+
+static void signal_call(struct vh_vq *q)
+{
+	uint64_t one = 1;
+
+	q->call_pending = false;
+	if (q->call_fd >= 0 && want_call(q))
 		if (write(q->call_fd, &one, 8) != 8)
 			vh_log(q->dev, 1, "queue %u: call eventfd write failed", q->idx);
 }
 
-void vh_req_complete(struct vh_req *r, uint32_t used_len)
+static void publish(struct vh_req *r, uint32_t used_len)
 {
 	struct vh_vq *q = r->vq;
 	struct vring_used *u = q->used;
-
-	pthread_mutex_lock(&q->lock);
 	struct vring_used_elem *e = &u->ring[q->used_idx % q->num];
 
 	e->id = r->head;
@@ -98,10 +112,44 @@ void vh_req_complete(struct vh_req *r, uint32_t used_len)
 	r->busy = false;
 	q->used_idx++;
 	__atomic_store_n(&u->idx, q->used_idx, __ATOMIC_RELEASE);
-	signal_call(q);
 	if (--q->inflight == 0)
 		pthread_cond_broadcast(&q->idle);
+}
+
+void vh_req_complete(struct vh_req *r, uint32_t used_len)
+{
+	struct vh_vq *q = r->vq;
+
+	pthread_mutex_lock(&q->lock);
+	publish(r, used_len);
+	signal_call(q);
 	pthread_mutex_unlock(&q->lock);
+}
+
+void vh_req_complete_batched(struct vh_req *r, uint32_t used_len)
+{
+	struct vh_vq *q = r->vq;
+
+	pthread_mutex_lock(&q->lock);
+	publish(r, used_len);
+	q->call_pending = true;
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void flush_calls(struct vh_vq *q)
+{
+	if (q->call_pending) {
+		pthread_mutex_lock(&q->lock);
+		signal_call(q);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+/* The async completions of a poll: one call for all of them. */
+static void aq_reap(struct vh_vq *q)
+{
+	q->dev->disk->ops->aq_poll(q->aq);
+	flush_calls(q);
 }
 
 static void run_req(struct vh_req *r)
@@ -193,6 +241,7 @@ static unsigned drain(struct vh_vq *q)
 	struct vh_req *first = NULL, *last = NULL, *inline_req = NULL;
 	unsigned n = 0, queued = 0, async = 0;
 	uint16_t avail_idx = ld16(&av->idx);
+	bool lone;
 
 	if (q->broken)
 		return 0;
@@ -203,6 +252,7 @@ static unsigned drain(struct vh_vq *q)
 		q->broken = true;
 		return 0;
 	}
+	lone = (uint16_t)(avail_idx - q->last_avail) == 1;
 	while (q->last_avail != avail_idx) {
 		uint16_t head = __atomic_load_n(&av->ring[q->last_avail % q->num], __ATOMIC_RELAXED);
 		struct vh_req *r;
@@ -232,7 +282,11 @@ static unsigned drain(struct vh_vq *q)
 			bad_chain(q, r, e);
 			continue;
 		}
-		if (q->aq && vh_blk_submit_async(q->dev, r, q->aq)) {
+		/* a lone request with nothing in flight (QD1) is cheaper done
+		 * synchronously: one preadv/pwritev instead of io_submit, an
+		 * eventfd wake-up and a reap */
+		if (q->aq && (!lone || q->aq_inflight) &&
+		    vh_blk_submit_async(q->dev, r, q->aq)) {
 			async++;
 			continue;
 		}
@@ -263,13 +317,30 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* Kicks off while we watch the ring, on before we sleep.  With EVENT_IDX
+ * the avail_event field (after the used ring) says after which avail index
+ * the driver kicks: the next one (on) or half the index space away (off). */
 static void set_no_notify(struct vh_vq *q, bool on)
 {
 	struct vring_used *u = q->used;
-	uint16_t f = on ? VRING_USED_F_NO_NOTIFY : 0;
 
-	__atomic_store_n(&u->flags, f, __ATOMIC_RELAXED);
+	if (q->event_idx)
+		__atomic_store_n((uint16_t *)&u->ring[q->num],
+				 (uint16_t)(q->last_avail + (on ? 0x8000 : 0)), __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&u->flags, on ? VRING_USED_F_NO_NOTIFY : 0, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* Before sleeping: kicks on, then a last look (a request posted while they
+ * were off would otherwise wait).  \return true if work is there. */
+static bool kicks_on(struct vh_vq *q)
+{
+	const struct vring_avail *av = q->avail;
+
+	set_no_notify(q, false);
+	return ld16(&av->idx) != q->last_avail && !q->broken &&
+	       !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
 }
 
 /* After work, watch the ring for a while without sleeping (and without
@@ -284,12 +355,12 @@ static bool spin(struct vh_vq *q)
 	uint64_t end;
 
 	if (q->spin_ns == 0 || q->broken || __atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE))
-		return false;
+		return kicks_on(q);
 	end = now_ns() + q->spin_ns;
 	set_no_notify(q, true);
 	do {
 		if (q->aq_inflight)
-			q->dev->disk->ops->aq_poll(q->aq);
+			aq_reap(q);
 		for (int i = 0; i < 64; i++) {
 			if (ld16(&av->idx) != q->last_avail)
 				return !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
@@ -297,9 +368,7 @@ static bool spin(struct vh_vq *q)
 		}
 	} while (now_ns() < end);
 	q->spin_ns = q->spin_ns / 2 < 1000 ? 0 : q->spin_ns / 2;
-	set_no_notify(q, false);
-	/* a request posted while kicks were off would otherwise wait */
-	return ld16(&av->idx) != q->last_avail && !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
+	return kicks_on(q);
 }
 
 static void *vq_main(void *arg)
@@ -331,7 +400,7 @@ static void *vq_main(void *arg)
 		}
 		slept = now_ns() - t0;
 		if (afd >= 0 && pf[2].revents) {
-			ops->aq_poll(q->aq);
+			aq_reap(q);
 			/* completions out: the front-end is likely to submit again */
 			while (!(pf[0].revents | pf[1].revents) && spin(q))
 				drain(q);
@@ -357,6 +426,7 @@ static void *vq_main(void *arg)
 	if (q->aq)
 		ops->aq_destroy(q->aq);   /* completes what is in flight */
 	q->aq = NULL;
+	flush_calls(q);
 	return NULL;
 }
 
@@ -375,6 +445,9 @@ int vh_vq_start(struct vh_vq *q)
 	q->inflight = 0;
 	q->broken = false;
 	q->stopping = false;
+	q->event_idx = q->dev->features & 1ull << VIRTIO_RING_F_EVENT_IDX;
+	q->signalled_valid = false;
+	q->call_pending = false;
 	r = pthread_create(&q->thr, NULL, vq_main, q);
 	if (r) {
 		close(q->stop_fd);

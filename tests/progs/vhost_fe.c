@@ -75,6 +75,7 @@ struct vq {
 	struct vring_used *used;
 	uint64_t desc_off, avail_off, used_off;
 	uint16_t avail_idx, last_used;
+	uint16_t kicked_at;   /* avail index when we last decided whether to kick */
 	int kick, call;
 	unsigned inflight;
 };
@@ -238,6 +239,7 @@ static int start_queue(unsigned i, uint16_t base)
 	    (r = send_msg(SET_VRING_ADDR, 0, &a, sizeof(a), NULL, 0)))
 		return r;
 	v = i;
+	q->kicked_at = base;
 	if ((r = send_msg(SET_VRING_CALL, 0, &v, 8, &q->call, 1)))
 		return r;
 	if ((r = send_msg(SET_VRING_KICK, 0, &v, 8, &q->kick, 1)))
@@ -258,7 +260,8 @@ static int setup(void)
 	uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << 30 | 1ull << VIRTIO_BLK_F_SEG_MAX |
 			1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_BLK_F_MQ |
 			1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES |
-			1ull << VIRTIO_BLK_F_RO | 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+			1ull << VIRTIO_BLK_F_RO | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
+			1ull << VIRTIO_RING_F_EVENT_IDX;
 
 	if (!(features & 1ull << 30))
 		die(3, "back-end lacks VHOST_USER_F_PROTOCOL_FEATURES");
@@ -348,12 +351,30 @@ static void post_chain(int qi, uint16_t head)
 	q->inflight++;
 }
 
+static bool event_idx(void)
+{
+	return features & 1ull << VIRTIO_RING_F_EVENT_IDX;
+}
+
+/* Kick the back-end about what was posted since the last kick, unless it
+ * said it does not need one (as a Linux guest does): with EVENT_IDX its
+ * avail_event (after the used ring) must lie in what was posted, else
+ * VRING_USED_F_NO_NOTIFY must be clear. */
 static void kick(int qi)
 {
+	struct vq *q = &vqs[qi];
 	uint64_t one = 1;
+	bool need;
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (write(vqs[qi].kick, &one, 8) != 8)
+	if (event_idx())
+		need = vring_need_event(__atomic_load_n((uint16_t *)&q->used->ring[qsize], __ATOMIC_RELAXED),
+					q->avail_idx, q->kicked_at);
+	else
+		need = q->avail_idx != q->kicked_at &&
+		       !(__atomic_load_n(&q->used->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY);
+	q->kicked_at = q->avail_idx;
+	if (need && write(q->kick, &one, 8) != 8)
 		die(3, "kick: %s", strerror(errno));
 }
 
@@ -428,6 +449,18 @@ static int reap(int ms, void (*cb)(struct slot *))
 		}
 		if (got)
 			return got;
+		if (event_idx()) {
+			/* a call for the next completion, then look once more */
+			bool more = false;
+
+			for (unsigned i = 0; i < nq; i++)
+				__atomic_store_n(&vqs[i].avail->ring[qsize], vqs[i].last_used, __ATOMIC_RELAXED);
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			for (unsigned i = 0; i < nq; i++)
+				more |= __atomic_load_n(&vqs[i].used->idx, __ATOMIC_ACQUIRE) != vqs[i].last_used;
+			if (more)
+				continue;
+		}
 		struct pollfd pf[MAXQ + 1];
 
 		for (unsigned i = 0; i < nq; i++)

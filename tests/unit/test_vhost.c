@@ -30,6 +30,7 @@ struct fx {
 	struct vhost_disk *disk;
 	struct vhost_blk *b;
 	int memfd, kick, call;
+	unsigned calls;            /* call eventfd signals seen */
 	uint8_t *mem;
 };
 
@@ -184,7 +185,7 @@ static void test_negotiation_and_rejections(void **st)
 }
 
 /* Set up queue 0 (QN entries) in the first pages of the memfd; data after. */
-static void ring_up(struct fx *f, uint16_t base)
+static void ring_up_with(struct fx *f, uint16_t base, uint64_t extra_features)
 {
 	uint64_t ua = 0x7000000000ull;
 	struct region r = { 1, 0, GPA, MEM, ua, 0 };
@@ -192,7 +193,8 @@ static void ring_up(struct fx *f, uint16_t base)
 		0, 0, ua, ua + 8192, ua + 4096, 0 };
 	uint64_t v;
 
-	assert_int_equal(u64msg(f, 2, 1ull << 32 | 1ull << 30 | 1ull << VIRTIO_RING_F_INDIRECT_DESC), 0);
+	assert_int_equal(u64msg(f, 2, 1ull << 32 | 1ull << 30 | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
+				   extra_features), 0);
 	assert_int_equal(u64msg(f, 16, 1u << 3 | 1u << 9), 0);
 	assert_int_equal(msg(f, 5, 1, &r, sizeof(r), &f->memfd, 1, NULL, NULL), 0);
 	assert_int_equal(state(f, 8, 0, QN), 0);
@@ -202,6 +204,11 @@ static void ring_up(struct fx *f, uint16_t base)
 	assert_int_equal(msg(f, 13, 1, &v, 8, &f->call, 1, NULL, NULL), 0);
 	assert_int_equal(msg(f, 12, 1, &v, 8, &f->kick, 1, NULL, NULL), 0);
 	assert_int_equal(state(f, 18, 0, 1), 0);
+}
+
+static void ring_up(struct fx *f, uint16_t base)
+{
+	ring_up_with(f, base, 0);
 }
 
 static struct vring_desc *D(struct fx *f) { return (void *)f->mem; }
@@ -236,8 +243,11 @@ static uint8_t request(struct fx *f, uint32_t type, uint64_t sector, uint64_t da
 
 		uint64_t v;
 
-		if (poll(&p, 1, 10) == 1 && read(f->call, &v, 8) != 8)
-			break;
+		if (poll(&p, 1, 10) == 1) {
+			if (read(f->call, &v, 8) != 8)
+				break;
+			f->calls++;
+		}
 	}
 	assert_int_equal(U(f)->idx, (uint16_t)(ui + 1));
 	assert_int_equal(U(f)->ring[ui % QN].id, 0);
@@ -291,11 +301,56 @@ static void test_ring_requests(void **st)
 	assert_int_equal(msg(f, 4, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
 }
 
+/* Calls signalled for what completed so far (a late one included). */
+static unsigned calls(struct fx *f)
+{
+	uint64_t v;
+
+	usleep(20000);
+	if (read(f->call, &v, 8) == 8)
+		f->calls++;
+	return f->calls;
+}
+
+/* VIRTIO_RING_F_EVENT_IDX: the back-end calls only when the used index
+ * passes the driver's used_event, and publishes in avail_event the avail
+ * index after which it wants a kick. */
+static void test_event_idx(void **st)
+{
+	struct fx *f = *st;
+	uint16_t *used_event = &A(f)->ring[QN];
+	uint16_t *avail_event = (uint16_t *)&U(f)->ring[QN];
+	uint8_t rep[64];
+	size_t rl = sizeof(rep);
+	uint64_t feat;
+
+	assert_int_equal(msg(f, 1, 1, NULL, 0, NULL, 0, rep, &rl), 0);
+	memcpy(&feat, rep + 12, 8);
+	assert_true(feat & 1ull << VIRTIO_RING_F_EVENT_IDX);
+	ring_up_with(f, 0, 1ull << VIRTIO_RING_F_EVENT_IDX);
+	*used_event = 0;
+	assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), 0);
+	assert_int_equal(calls(f), 1);                 /* used 0 -> 1 passes used_event 0 */
+	*used_event = 50;                              /* not before the 51st completion */
+	assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), 0);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 8, GPA + 65536, 512, true, NULL), 0);
+	assert_int_equal(calls(f), 1);
+	*used_event = U(f)->idx;                       /* the next one */
+	assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), 0);
+	assert_int_equal(calls(f), 2);
+	/* idle: kicks wanted from the next avail index on */
+	for (int i = 0; i < 100 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) != A(f)->idx; i++)
+		usleep(1000);
+	assert_int_equal(*avail_event, A(f)->idx);
+	assert_int_equal(U(f)->flags, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_negotiation_and_rejections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ring_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
