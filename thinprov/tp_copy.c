@@ -1,7 +1,8 @@
 /*
  * Sparse-aware clone and punch-zero.  Both walk the source through its
  * extent map (tp_scan): holes and TBZ extents are never read, allocated
- * extents are read in large pieces into one buffer, and every block is
+ * extents are read into one buffer (one device read for each run of them
+ * that is contiguous on the LV), and every block is
  * classified as data or all-zero.  A batch (a full buffer, or a bounded
  * number of zero blocks) then becomes one filesystem transaction:
  *
@@ -32,9 +33,12 @@ typedef int (*tp_batch_fn)(void *ctx, const struct tp_batch *b);
 
 struct scan {
 	struct vmfs_fs *fs;
+	uint32_t addr;
 	uint64_t bs, bufsz, max_zero;
 	uint8_t *buf;
 	uint64_t fill;            /* bytes of buf in use */
+	struct { uint64_t off, len, lv; } *rd;   /* allocated pieces waiting to be read */
+	size_t nrd;
 	struct tp_batch b;
 	tp_batch_fn fn;
 	void *ctx;
@@ -66,31 +70,10 @@ static void add_zero(struct scan *s, uint64_t off, uint64_t len, uint64_t lv)
 	b->zero_blocks += len / s->bs;
 }
 
-static int flush_batch(struct scan *s)
+/* Classify the blocks of [pos, pos+n) read at @p.  A partial last block
+ * that holds only zeros is neither data nor freeable: it is dropped. */
+static void classify(struct scan *s, const uint8_t *p, uint64_t pos, uint64_t n, uint64_t lv)
 {
-	int e = 0;
-
-	if (s->b.ndata || s->b.nzero)
-		e = s->fn(s->ctx, &s->b);
-	s->b.ndata = s->b.nzero = 0;
-	s->b.zero_blocks = 0;
-	s->fill = 0;
-	return e;
-}
-
-/* Read [pos, pos+n) (allocated, or inline when lv is UINT64_MAX) into the
- * buffer and classify its blocks.  A partial last block that holds only
- * zeros is neither data nor freeable: it is dropped. */
-static int take_allocated(struct scan *s, uint32_t addr, uint64_t pos, uint64_t n, uint64_t lv)
-{
-	uint8_t *p = s->buf + s->fill;
-	int64_t r = vmfs_pread(s->fs, addr, p, n, pos);
-
-	if (r < 0)
-		return (int)r;
-	if ((uint64_t)r != n)
-		return -EIO;
-	s->fill += n;
 	for (uint64_t b = 0; b < n;) {
 		uint64_t l = n - b < s->bs ? n - b : s->bs;
 		if (!tp_is_zero(p + b, l))
@@ -99,15 +82,56 @@ static int take_allocated(struct scan *s, uint32_t addr, uint64_t pos, uint64_t 
 			add_zero(s, pos + b, l, lv + b);
 		b += l;
 	}
+}
+
+/* Read the pending pieces into the buffer, in one device read for each run
+ * of them that is contiguous on the LV (with allocation locality, most of a
+ * file), through the file for inline data and unaligned tails. */
+static int read_pending(struct scan *s)
+{
+	uint64_t at = 0;
+
+	for (size_t i = 0, j; i < s->nrd; i = j) {
+		uint64_t len = s->rd[i].len;
+		int e;
+		for (j = i + 1; j < s->nrd && s->rd[i].lv != UINT64_MAX && len % 512 == 0 &&
+				s->rd[j].lv == s->rd[i].lv + len && s->rd[j].len % 512 == 0; j++)
+			len += s->rd[j].len;
+		if (s->rd[i].lv != UINT64_MAX && len % 512 == 0) {
+			e = vmfs_bdev_read(vmfs_fs_bdev(s->fs), s->buf + at, len, s->rd[i].lv);
+		} else {
+			int64_t r = vmfs_pread(s->fs, s->addr, s->buf + at, len, s->rd[i].off);
+			e = r < 0 ? (int)r : (uint64_t)r == len ? 0 : -EIO;
+		}
+		if (e)
+			return e;
+		for (size_t k = i; k < j; k++) {
+			classify(s, s->buf + at, s->rd[k].off, s->rd[k].len, s->rd[k].lv);
+			at += s->rd[k].len;
+		}
+	}
+	s->nrd = 0;
 	return 0;
+}
+
+static int flush_batch(struct scan *s)
+{
+	int e = read_pending(s);
+
+	if (!e && (s->b.ndata || s->b.nzero))
+		e = s->fn(s->ctx, &s->b);
+	s->b.ndata = s->b.nzero = 0;
+	s->b.zero_blocks = 0;
+	s->fill = 0;
+	return e;
 }
 
 /* Walk [0, size) of @addr in batches; see the top of the file. */
 static int tp_scan(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struct thinprov_opts *o,
 		   uint64_t max_zero, tp_batch_fn fn, void *ctx)
 {
-	struct scan s = { .fs = fs, .bs = tp_bs(fs), .max_zero = max_zero ? max_zero : 1, .fn = fn,
-			  .ctx = ctx };
+	struct scan s = { .fs = fs, .addr = addr, .bs = tp_bs(fs), .max_zero = max_zero ? max_zero : 1,
+			  .fn = fn, .ctx = ctx };
 	uint64_t pos = 0, nseg;
 	int e = 0;
 
@@ -118,7 +142,8 @@ static int tp_scan(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struc
 	s.b.data = calloc(nseg, sizeof(*s.b.data));
 	s.b.zero = calloc(nseg, sizeof(*s.b.zero));
 	s.b.zero_lv = calloc(nseg, sizeof(*s.b.zero_lv));
-	if (!s.buf || !s.b.data || !s.b.zero || !s.b.zero_lv)
+	s.rd = calloc(nseg, sizeof(*s.rd));
+	if (!s.buf || !s.b.data || !s.b.zero || !s.b.zero_lv || !s.rd)
 		e = -ENOMEM;
 	while (pos < size && !e) {
 		struct vmfs_extent ext;
@@ -130,8 +155,10 @@ static int tp_scan(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struc
 			e = -EIO;
 			break;
 		}
-		/* room left in this batch: buffer bytes, zero blocks */
-		uint64_t room = s.bufsz - s.fill, zroom = (s.max_zero - s.b.zero_blocks) * s.bs;
+		/* room left in this batch: buffer bytes, zero blocks (every block
+		 * waiting to be read may turn out to be one) */
+		uint64_t room = s.bufsz - s.fill;
+		uint64_t zroom = (s.max_zero - s.b.zero_blocks) * s.bs - s.fill / s.bs * s.bs;
 		uint64_t n = end - pos;
 		if (ext.state == VMFS_EXT_TBZ) {
 			n = n / s.bs * s.bs;   /* whole blocks (a TBZ tail stays: it reads zeros) */
@@ -146,13 +173,17 @@ static int tp_scan(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struc
 				n = room / s.bs * s.bs;
 			if (n > zroom)
 				n = zroom;
-			if (n)
-				e = take_allocated(&s, addr, pos, n,
-						   ext.state == VMFS_EXT_INLINE ? UINT64_MAX
-						   : ext.lv_off + (pos - ext.file_off));
+			if (n) {
+				s.rd[s.nrd].off = pos;
+				s.rd[s.nrd].len = n;
+				s.rd[s.nrd++].lv = ext.state == VMFS_EXT_INLINE ? UINT64_MAX
+						   : ext.lv_off + (pos - ext.file_off);
+				s.fill += n;
+			}
 		}
 		pos += n;
-		if (!e && (n == 0 || s.fill + s.bs > s.bufsz || s.b.zero_blocks >= s.max_zero))
+		if (!e && (n == 0 || s.fill + s.bs > s.bufsz ||
+			   s.b.zero_blocks + (s.fill + s.bs - 1) / s.bs >= s.max_zero))
 			e = flush_batch(&s);
 		if (!e)
 			e = tp_progress(o, pos, size);
@@ -163,6 +194,7 @@ static int tp_scan(struct vmfs_fs *fs, uint32_t addr, uint64_t size, const struc
 	free(s.b.data);
 	free(s.b.zero);
 	free(s.b.zero_lv);
+	free(s.rd);
 	return e;
 }
 

@@ -3,8 +3,9 @@
  * inflate, on a volume mounted as a cluster host (journal on), for
  * bench/thinprov.  Each phase ends with a flush that is timed with it.
  *
- *   thinprov_bench IMG SIZE_MIB [clone]
- * Prints "phase MiB/s seconds" lines ("clone": only the clone and inflate).
+ *   thinprov_bench IMG SIZE_MIB [writes|clone]
+ * Prints "phase MiB/s seconds" lines (writes: only the first-write phases;
+ * clone: only the clone and inflate; default both).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,8 +55,9 @@ int main(int argc, char **argv)
 	char name[64];
 	int e;
 
-	if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "clone"))) {
-		fprintf(stderr, "usage: thinprov_bench IMG SIZE_MIB [clone]\n");
+	const char *only = argc == 4 ? argv[3] : "";
+	if (argc != 3 && !(argc == 4 && (!strcmp(only, "clone") || !strcmp(only, "writes")))) {
+		fprintf(stderr, "usage: thinprov_bench IMG SIZE_MIB [writes|clone]\n");
 		return 2;
 	}
 	size = strtoull(argv[2], NULL, 0) * MiB;
@@ -69,7 +71,8 @@ int main(int argc, char **argv)
 	buf = malloc(IO);
 	for (size_t i = 0; i < IO; i++)
 		buf[i] = (uint8_t)(i * 7 + 1);
-	printf("%-40s %9s %8s\n", "phase", "MiB/s", "seconds");
+	if (strcmp(only, "clone"))
+		printf("%-40s %9s %8s\n", "phase", "MiB/s", "seconds");
 
 	static const struct { const char *label; int type; bool tp; } W[] = {
 		{ "first write: thin (fs path)", THINPROV_THIN, false },
@@ -78,7 +81,7 @@ int main(int argc, char **argv)
 		{ "first write: zeroedthick (thinprov)", THINPROV_ZEROEDTHICK, true },
 		{ "first write: eagerzeroedthick", THINPROV_EAGERZEROEDTHICK, false },
 	};
-	for (size_t i = 0; i < sizeof(W) / sizeof(W[0]) && !e && argc == 3; i++) {
+	for (size_t i = 0; i < sizeof(W) / sizeof(W[0]) && !e && strcmp(only, "clone"); i++) {
 		double t0;
 		snprintf(name, sizeof(name), "w%zu", i);
 		if (W[i].type == THINPROV_EAGERZEROEDTHICK) {
@@ -105,6 +108,8 @@ int main(int argc, char **argv)
 		}
 	}
 	/* clone and inflate of a half-written thin disk (every other MiB) */
+	if (!strcmp(only, "writes"))
+		goto out;
 	if (!e)
 		e = thinprov_create(fs, VMFS_ROOT_ADDR, "src", size, THINPROV_THIN, NULL, &a);
 	if (!e)
@@ -125,6 +130,7 @@ int main(int argc, char **argv)
 		if (!e)
 			report("inflate (half full)", size, now() - t0);
 	}
+out:
 	if (e)
 		fprintf(stderr, "thinprov_bench: %s\n", strerror(-e));
 	free(buf);
