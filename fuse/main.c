@@ -53,6 +53,9 @@ static void usage(FILE *f)
 "     attr_timeout=S      attribute cache timeout in seconds (default 1)\n"
 "     fs_writes           every write through the filesystem's transactions\n"
 "                         (no in-place writes; for measuring)\n"
+"     threads=N           at most N worker threads (default 16); as many wait\n"
+"                         for requests as the load needs (one at queue depth 1)\n"
+"     libfuse_mt          libfuse's multithreaded loop instead (for measuring)\n"
 "     entry_timeout=S     name cache timeout in seconds (default 1)\n"
 "     allow_other, default_permissions, fsname=..., and other FUSE options\n"
 "                         (default_permissions is always on)\n");
@@ -61,7 +64,8 @@ static void usage(FILE *f)
 struct cfg {
 	bool foreground, debug, single, ro;
 	int direct;                 /* -1 auto, 0 off, 1 on */
-	bool direct_io, fs_writes;
+	bool direct_io, fs_writes, libfuse_mt;
+	uint64_t threads;
 	uint64_t io_timeout_ms, lock_wait_ms;
 	double attr_timeout, entry_timeout;
 	uint8_t uuid[16];
@@ -138,6 +142,13 @@ static int parse_opts(struct cfg *c, const char *arg)
 			c->direct_io = true;
 		} else if (!strcmp(tok, "fs_writes")) {
 			c->fs_writes = true;
+		} else if (!strcmp(tok, "libfuse_mt")) {
+			c->libfuse_mt = true;
+		} else if (!strncmp(tok, "threads=", 8)) {
+			if (parse_num(tok + 8, &c->threads) || !c->threads || c->threads > 256) {
+				fprintf(stderr, "vmfs-fuse: bad threads: %s\n", tok + 8);
+				r = -1;
+			}
 		} else if (!strncmp(tok, "attr_timeout=", 13)) {
 			if (parse_double(tok + 13, &c->attr_timeout)) {
 				fprintf(stderr, "vmfs-fuse: bad attr_timeout: %s\n", tok + 13);
@@ -254,12 +265,12 @@ static bool is_blockdev(const char *p)
 
 int main(int argc, char **argv)
 {
-	struct cfg c = { .direct = -1, .attr_timeout = 1.0, .entry_timeout = 1.0 };
+	struct cfg c = { .direct = -1, .attr_timeout = 1.0, .entry_timeout = 1.0, .threads = 16 };
 	struct vf v = { 0 };
 	struct vmfs_host_opts ho = { 0 };
 	const char *paths[VMFS_MAX_EXTENTS];
 	struct fuse_args fa = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
+	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 10 };
 	char opt[4200], *devs = NULL, *save = NULL;
 	sigset_t set;
 	pthread_t sigthr;
@@ -406,7 +417,12 @@ int main(int argc, char **argv)
 			/* nothing to do */
 		}
 	}
-	r = c.single ? fuse_session_loop(v.se) : fuse_session_loop_mt(v.se, &lc);
+	if (c.single)
+		r = fuse_session_loop(v.se);
+	else if (c.libfuse_mt)
+		r = fuse_session_loop_mt(v.se, &lc);
+	else
+		r = vf_session_loop(v.se, (unsigned)c.threads);
 	rc = r < 0 ? 1 : 0;
 out:
 	if (mounted)

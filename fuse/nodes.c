@@ -61,7 +61,8 @@ static struct vf_node *get_locked(struct vf *v, uint32_t addr, uint32_t gen)
 		if (n->gen != gen && !n->nlookup && !n->opens) {
 			/* a new object in a reused FD slot */
 			n->gen = gen;
-			n->size_valid = n->ext_valid = n->dirty = false;
+			n->size_valid = n->dirty = false;
+			vf_layout_changed(n);
 		}
 		return n;
 	}
@@ -133,6 +134,7 @@ struct vf_node *vf_node_open(struct vf *v, uint32_t addr, uint32_t gen, bool wri
 	n = get_locked(v, addr, gen);
 	if (n) {
 		n->opens++;
+		vf_layout_changed(n);   /* close-to-open: read the FD afresh */
 		if (write)
 			n->wopens++;
 	}
@@ -149,8 +151,10 @@ void vf_node_close(struct vf *v, struct vf_node *n, bool write, bool *last_write
 	if (write && n->wopens)
 		n->wopens--;
 	*last_writer = write && !n->wopens;
-	if (*last_writer)
-		n->size_valid = n->ext_valid = false;
+	if (*last_writer) {
+		n->size_valid = false;
+		vf_layout_changed(n);
+	}
 	*last_open = !n->opens;
 	pthread_mutex_unlock(&v->mu);
 }

@@ -19,6 +19,7 @@
 #define VF_OPEN_RETRY_MS 1000
 #define VF_PREALLOC (8ull << 20)
 #define VF_OPEN_RETRY_STEP_MS 25
+#define READ_SLACK 8192u   /* read_lv: a device sector before and after */
 
 static const char *const sys_names[] = {
 	".fbb.sf", ".fdc.sf", ".pbc.sf", ".sbc.sf", ".vh.sf", ".pb2.sf", ".sdd.sf", ".jbc.sf",
@@ -219,7 +220,7 @@ static int commit_core(struct vf *v, struct vf_node *n)
 		pthread_mutex_lock(&v->mu);
 		if (!r) {
 			n->disk_size = size;
-			n->ext_valid = false;
+			vf_layout_changed(n);
 		} else {
 			n->dirty = true;
 		}
@@ -343,7 +344,7 @@ static int set_size(struct vf *v, uint32_t addr, uint64_t size)
 		r = vmfs_truncate(v->fs, addr, size);
 	if (n) {
 		pthread_mutex_lock(&v->mu);
-		n->ext_valid = false;
+		vf_layout_changed(n);
 		if (!r && n->size_valid)
 			n->size = n->disk_size = size;
 		pthread_mutex_unlock(&v->mu);
@@ -814,12 +815,93 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)datasync, (void)fi;
 }
 
+/* Read @size bytes at LV offset @lv into @buf (a thread buffer with
+ * READ_SLACK bytes to spare): the device's sectors around an unaligned
+ * range are read whole and the range moved to the start. */
+static int64_t read_lv(struct vf *v, uint8_t *buf, size_t size, uint64_t lv)
+{
+	uint64_t lbs = vmfs_bdev_get_info(v->bd)->lbs;
+	uint64_t a = lv / lbs * lbs, end = (lv + size + lbs - 1) / lbs * lbs;
+	int r;
+
+	if (end - a > size + READ_SLACK)
+		return -EAGAIN;
+	r = vmfs_bdev_read(v->bd, buf, end - a, a);
+	if (r)
+		return r;
+	if (a != lv)
+		memmove(buf, buf + (lv - a), size);
+	return (int64_t)size;
+}
+
+/* A read of a file this mount does not hold for writing, from the read
+ * mapping (struct vf_node): one pread of the data instead of one of the FD
+ * and one of the data.  The size is refreshed (vmfs_stat) when older than
+ * attr_timeout, the extent (vmfs_map) when the read falls outside it.
+ * \return bytes read, or -EAGAIN: not a plain allocated range, ask the fs. */
+static int64_t read_mapped(struct vf *v, struct vf_node *n, uint8_t *buf, size_t size,
+			   uint64_t off)
+{
+	uint64_t now = vf_now_ns(), seq, fsize, lv = 0;
+	struct vmfs_extent ext;
+	struct vmfs_stat vs;
+	bool have;
+	int r;
+
+	if (v->attr_timeout <= 0)
+		return -EAGAIN;
+	pthread_mutex_lock(&v->mu);
+	seq = n->rmap_seq;
+	if (n->rmap_until < now) {
+		pthread_mutex_unlock(&v->mu);
+		r = vmfs_stat(v->fs, n->addr, &vs);
+		if (r)
+			return r;
+		pthread_mutex_lock(&v->mu);
+		if (n->rmap_seq == seq) {
+			n->rmap_until = now + (uint64_t)(v->attr_timeout * 1e9);
+			n->rmap_size = vs.size;
+			n->rmap_len = 0;
+		}
+		fsize = vs.size;
+	} else {
+		fsize = n->rmap_size;
+	}
+	if (off >= fsize) {
+		pthread_mutex_unlock(&v->mu);
+		return 0;
+	}
+	if (size > fsize - off)
+		size = fsize - off;
+	have = n->rmap_len && n->rmap_seq == seq && off >= n->rmap_off &&
+	       off + size <= n->rmap_off + n->rmap_len;
+	if (have)
+		lv = n->rmap_lv + (off - n->rmap_off);
+	pthread_mutex_unlock(&v->mu);
+	if (!have) {
+		r = vmfs_map(v->fs, n->addr, off, 0, &ext);
+		if (r)
+			return r == -ENXIO ? 0 : r;
+		if (ext.state != VMFS_EXT_ALLOCATED || off + size > ext.file_off + ext.len)
+			return -EAGAIN;
+		pthread_mutex_lock(&v->mu);
+		if (n->rmap_seq == seq) {
+			n->rmap_off = ext.file_off;
+			n->rmap_len = ext.len;
+			n->rmap_lv = ext.lv_off;
+		}
+		pthread_mutex_unlock(&v->mu);
+		lv = ext.lv_off + (off - ext.file_off);
+	}
+	return read_lv(v, buf, size, lv);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct vf *v = VF(req);
 	uint32_t addr = vf_addr(ino);
-	void *buf = tbuf_get(size ? size : 1);
+	void *buf = tbuf_get(size + READ_SLACK);
 	struct vf_node *n = vf_node_find(v, addr);
 	int64_t r = 0;
 
@@ -836,14 +918,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		lsize = n->size;
 		pending = valid && n->size > n->disk_size;
 		pthread_mutex_unlock(&v->mu);
-		if (pending)
+		if (pending) {
 			r = commit_pending(v, n, false);   /* the fs reads up to its size */
-		else if (valid)   /* blocks preallocated past our size read as EOF */
+		} else if (valid) {   /* blocks preallocated past our size read as EOF */
 			size = (uint64_t)off >= lsize ? 0 :
 			       (uint64_t)off + size > lsize ? lsize - (uint64_t)off : size;
+		} else {
+			pthread_rwlock_rdlock(&n->layout);
+			r = read_mapped(v, n, buf, size, (uint64_t)off);
+			pthread_rwlock_unlock(&n->layout);
+			if (r != -EAGAIN)
+				goto reply;
+			r = 0;
+		}
 	}
 	if (!r)
 		r = vmfs_pread(v->fs, addr, buf, size, (uint64_t)off);
+reply:
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
@@ -965,7 +1056,7 @@ static int preallocate(struct vf *v, struct vf_node *n, uint64_t off, uint64_t e
 		return 0;   /* e.g. ENOSPC: allocate exactly, through the fs */
 	pthread_mutex_lock(&v->mu);
 	n->disk_size = target;
-	n->ext_valid = false;
+	vf_layout_changed(n);
 	pthread_mutex_unlock(&v->mu);
 	return 1;
 }
@@ -1044,7 +1135,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (!r)
 		r = vmfs_pwrite(v->fs, addr, src, size, (uint64_t)off);
 	pthread_mutex_lock(&v->mu);
-	n->ext_valid = false;
+	vf_layout_changed(n);
 	if (r > 0 && n->size_valid) {
 		if (end > n->size)
 			n->size = end;
@@ -1178,7 +1269,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 unlock:
 	if (n) {
 		pthread_mutex_lock(&v->mu);
-		n->ext_valid = n->size_valid = false;
+		n->size_valid = false;
+		vf_layout_changed(n);
 		pthread_mutex_unlock(&v->mu);
 		pthread_rwlock_unlock(&n->layout);
 	}

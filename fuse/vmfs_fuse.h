@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "vmfs/host.h"
 
@@ -51,6 +52,14 @@ struct vf_node {
 	uint64_t ext_off, ext_len, ext_lv;
 	bool dirty;                /* data written straight to the device: mtime pending */
 	uint32_t dirty_time;
+	/* Read mapping, for reads while this mount does not hold the file for
+	 * writing: the size and one allocated extent as read from the FD, trusted
+	 * until rmap_until (CLOCK_MONOTONIC ns; attr_timeout after they were
+	 * read, like the kernel's attributes) and dropped on every open on this
+	 * mount (close-to-open) and every layout change made here (rmap_seq). */
+	uint64_t rmap_until;       /* 0: nothing known */
+	uint64_t rmap_size, rmap_off, rmap_len, rmap_lv;   /* rmap_len 0: no extent */
+	uint64_t rmap_seq;
 	char *hidden;              /* unlinked while open: renamed to this name ... */
 	uint32_t hidden_dir;       /* ... in this directory, removed on last release */
 	struct vf_node *next;
@@ -91,6 +100,9 @@ void vf_node_close(struct vf *v, struct vf_node *n, bool write, bool *last_write
 		   bool *last_open);
 void vf_node_maybe_free(struct vf *v, struct vf_node *n);
 
+/* loop.c: the multithreaded session loop (at most @max_threads workers). */
+int vf_session_loop(struct fuse_session *se, unsigned max_threads);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops vf_ops;
 void vf_log(void *ctx, int level, const char *msg);
@@ -98,6 +110,22 @@ bool vf_is_sysfile(const struct vf *v, uint32_t addr);
 bool vf_is_sysname(uint32_t dir, const char *name);
 /* Commit every pending size/mtime (after the session loop ended). */
 void vf_commit_all(struct vf *v);
+
+static inline uint64_t vf_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* What this mount knows of @n's layout is stale (holds v->mu). */
+static inline void vf_layout_changed(struct vf_node *n)
+{
+	n->ext_valid = false;
+	n->rmap_until = 0;
+	n->rmap_seq++;
+}
 
 static inline uint32_t vf_addr(fuse_ino_t ino)
 {

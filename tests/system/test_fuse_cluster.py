@@ -6,9 +6,11 @@ of writing: the next mount replays its journal, fsync'd data is intact and
 the volume checks clean."""
 import errno
 import hashlib
+import mmap
 import os
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -69,6 +71,24 @@ def test_two_hosts_lock_and_close_to_open(tmp_path):
                     open(pb, "r+b")
                 assert ei.value.errno == errno.EBUSY
                 assert re.search(f"locked by host {UUID_A}", b.logtext()), b.logtext()
+                # while B's open for writing waits out its 1 s retry, B's other
+                # requests are served at once (a worker in a slow request does
+                # not hold up the rest: fuse/loop.c's watchdog adds a reader)
+                fd, buf = os.open(pb, os.O_RDONLY | os.O_DIRECT), mmap.mmap(-1, 4096)
+                try:
+                    for i in range(30):   # one request at a time: B is down to one reader
+                        os.preadv(fd, [buf], 4096 * i)
+                    slow = threading.Thread(target=lambda: pytest.raises(OSError, open, pb, "r+b"))
+                    slow.start()
+                    time.sleep(0.2)
+                    t0 = time.monotonic()
+                    assert os.preadv(fd, [buf], 0) == 4096 and buf[:16] == v1[:16]
+                    quick = time.monotonic() - t0
+                    assert slow.is_alive(), "the slow open ended before the read: no overlap"
+                    slow.join()
+                finally:
+                    os.close(fd)
+                assert quick < 0.5, f"a read waited {quick:.2f} s behind a slow open"
                 with pytest.raises(OSError) as ei:
                     open(pb, "ab")
                 assert ei.value.errno == errno.EBUSY

@@ -1,0 +1,239 @@
+/*
+ * vmfs-fuse: the session loop.  Worker threads read requests from /dev/fuse
+ * and process them, as in libfuse's multithreaded loop, but the number of
+ * threads that wait for requests adapts to the load:
+ *
+ * - Every reader blocks in read(2) on the device and the kernel hands each
+ *   request to the reader that has waited longest.  With several idle
+ *   readers and one request at a time (QD1), every request therefore goes
+ *   to another thread, which was asleep longest and is woken cold; a
+ *   single-threaded loop (the thread that replied reads the next request)
+ *   is up to ~1.3x faster there.  So a thread that finishes a request
+ *   while another thread is already waiting, and that found no backlog
+ *   itself, parks (on a condition variable) instead of queueing behind it:
+ *   at QD1 one thread does all the work.
+ * - A read that returns about as fast as copying the request takes found
+ *   it already queued: backlog (a read that had to sleep takes a wake-up
+ *   longer; the clock is read through the vDSO, where getrusage's count of
+ *   voluntary context switches would cost two system calls a request).  If
+ *   nobody else is waiting then, a parked thread is woken (or a new one
+ *   started, up to the maximum) so requests are processed in parallel
+ *   (QD16).
+ * - A watchdog ticking every millisecond while requests are in progress
+ *   adds a reader when nobody waits and nothing completed during a whole
+ *   tick, so one slow request (a lock wait of seconds, an fsync) never
+ *   holds up the others for more than ~2 ms.  It sleeps while the mount
+ *   is idle.
+ */
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "vmfs_fuse.h"
+
+#define WD_TICK_NS 1000000L
+#define WD_IDLE_TICKS 100
+/* A read that found its request queued: a system call plus the copy
+ * (taken as >= 2 bytes/ns); anything slower slept waiting. */
+#define QUEUED_NS(bytes) (4000 + (bytes) / 2)
+
+struct worker {
+	pthread_t tid;
+	bool reading;              /* waiting in read(2): SIGUSR1 may interrupt it */
+	bool done;
+};
+
+struct loop {
+	struct fuse_session *se;
+	pthread_mutex_t mu;
+	pthread_cond_t park_cv, wd_cv;
+	sem_t finish;
+	struct worker *w;
+	unsigned max, nthreads, live;
+	unsigned readers;          /* threads waiting for a request */
+	unsigned busy;             /* threads processing one */
+	unsigned parked, unpark;   /* parked threads, wake-ups owed to them */
+	unsigned long progress;    /* requests completed */
+	bool wd_sleeping;
+	int error;
+};
+
+static void *worker_main(void *arg);
+
+/* One more reader: a parked thread, else a new one.  Holds l->mu. */
+static void grow(struct loop *l)
+{
+	if (l->parked > l->unpark) {
+		l->unpark++;
+		pthread_cond_signal(&l->park_cv);
+		return;
+	}
+	if (l->nthreads < l->max && !fuse_session_exited(l->se)) {
+		struct worker *w = &l->w[l->nthreads];
+
+		w->done = w->reading = false;
+		if (pthread_create(&w->tid, NULL, worker_main, l) == 0) {
+			l->nthreads++;
+			l->live++;
+		}
+	}
+}
+
+static struct worker *self(struct loop *l)
+{
+	for (unsigned i = 0; i < l->nthreads; i++)
+		if (pthread_equal(l->w[i].tid, pthread_self()))
+			return &l->w[i];
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct loop *l = arg;
+	struct fuse_buf buf = { 0 };
+	struct worker *me;
+
+	pthread_mutex_lock(&l->mu);
+	me = self(l);
+	while (!fuse_session_exited(l->se)) {
+		uint64_t t0;
+		bool slept;
+		int r;
+
+		l->readers++;
+		me->reading = true;
+		pthread_mutex_unlock(&l->mu);
+		t0 = vf_now_ns();
+		r = fuse_session_receive_buf(l->se, &buf);
+		slept = r <= 0 || vf_now_ns() - t0 > QUEUED_NS((uint64_t)r);
+		pthread_mutex_lock(&l->mu);
+		l->readers--;
+		me->reading = false;
+		if (r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r <= 0) {
+			/* 0: unmounted or told to exit */
+			if (r < 0 && !l->error)
+				l->error = r;
+			fuse_session_exit(l->se);
+			break;
+		}
+		l->busy++;
+		if (!slept && !l->readers)
+			grow(l);
+		if (l->wd_sleeping)
+			pthread_cond_signal(&l->wd_cv);
+		pthread_mutex_unlock(&l->mu);
+
+		fuse_session_process_buf(l->se, &buf);
+
+		pthread_mutex_lock(&l->mu);
+		l->busy--;
+		l->progress++;
+		if (slept && l->readers) {
+			/* someone already waits for the next request: step aside */
+			l->parked++;
+			while (!l->unpark && !fuse_session_exited(l->se))
+				pthread_cond_wait(&l->park_cv, &l->mu);
+			if (l->unpark)
+				l->unpark--;
+			l->parked--;
+		}
+	}
+	me->done = true;
+	l->live--;
+	pthread_cond_broadcast(&l->park_cv);
+	pthread_cond_broadcast(&l->wd_cv);
+	pthread_mutex_unlock(&l->mu);
+	sem_post(&l->finish);
+	free(buf.mem);
+	return NULL;
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct loop *l = arg;
+	struct timespec tick = { 0, WD_TICK_NS };
+	unsigned long last = 0;
+	unsigned idle = 0;
+
+	pthread_mutex_lock(&l->mu);
+	while (!fuse_session_exited(l->se)) {
+		if (l->busy) {
+			if (!l->readers && l->progress == last)
+				grow(l);   /* everyone is stuck in a slow request */
+			idle = 0;
+		} else if (++idle > WD_IDLE_TICKS) {
+			l->wd_sleeping = true;
+			pthread_cond_wait(&l->wd_cv, &l->mu);
+			l->wd_sleeping = false;
+			idle = 0;
+		}
+		last = l->progress;
+		pthread_mutex_unlock(&l->mu);
+		nanosleep(&tick, NULL);
+		pthread_mutex_lock(&l->mu);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+int vf_session_loop(struct fuse_session *se, unsigned max_threads)
+{
+	struct loop l = { .se = se, .max = max_threads ? max_threads : 1 };
+	pthread_t wd;
+	bool wd_ok;
+	int r;
+
+	l.w = calloc(l.max, sizeof(*l.w));
+	if (!l.w)
+		return -ENOMEM;
+	pthread_mutex_init(&l.mu, NULL);
+	pthread_cond_init(&l.park_cv, NULL);
+	pthread_cond_init(&l.wd_cv, NULL);
+	sem_init(&l.finish, 0, 0);
+	pthread_mutex_lock(&l.mu);
+	grow(&l);
+	r = l.nthreads ? 0 : -EAGAIN;
+	pthread_mutex_unlock(&l.mu);
+	wd_ok = !r && pthread_create(&wd, NULL, watchdog_main, &l) == 0;
+	if (!r && !wd_ok)
+		r = -EAGAIN;
+	if (r)
+		fuse_session_exit(se);
+
+	/* Until a worker or a signal (SIGUSR1 interrupts sem_wait) ends the session. */
+	while (!fuse_session_exited(se))
+		sem_wait(&l.finish);
+
+	/* Wake everyone: parked threads and the watchdog by their condition
+	 * variables, threads blocked in read(2) by SIGUSR1 (EINTR; threads
+	 * processing a request finish it undisturbed). */
+	pthread_mutex_lock(&l.mu);
+	while (l.live) {
+		pthread_cond_broadcast(&l.park_cv);
+		pthread_cond_broadcast(&l.wd_cv);
+		for (unsigned i = 0; i < l.nthreads; i++)
+			if (l.w[i].reading)
+				pthread_kill(l.w[i].tid, SIGUSR1);
+		pthread_mutex_unlock(&l.mu);
+		nanosleep(&(struct timespec){ 0, 1000000L }, NULL);
+		pthread_mutex_lock(&l.mu);
+	}
+	pthread_cond_broadcast(&l.wd_cv);
+	pthread_mutex_unlock(&l.mu);
+	if (wd_ok)
+		pthread_join(wd, NULL);
+	for (unsigned i = 0; i < l.nthreads; i++)
+		pthread_join(l.w[i].tid, NULL);
+	if (!r)
+		r = l.error;
+	sem_destroy(&l.finish);
+	pthread_cond_destroy(&l.wd_cv);
+	pthread_cond_destroy(&l.park_cv);
+	pthread_mutex_destroy(&l.mu);
+	free(l.w);
+	return r;
+}
