@@ -9,9 +9,11 @@
  *   to another thread, which was asleep longest and is woken cold; a
  *   single-threaded loop (the thread that replied reads the next request)
  *   is up to ~1.3x faster there.  So a thread that finishes a request
- *   while another thread is already waiting, and that found no backlog
- *   itself, parks (on a condition variable) instead of queueing behind it:
- *   at QD1 one thread does all the work.
+ *   while another thread is already waiting, and that found no backlog in
+ *   its last PARK_AFTER reads, parks (on a condition variable) instead of
+ *   queueing behind it: at QD1 one thread does all the work, while at QD16
+ *   (where a read now and then finds the queue empty) threads do not keep
+ *   parking and being woken again.
  * - A read that returns about as fast as copying the request takes found
  *   it already queued: backlog (a read that had to sleep takes a wake-up
  *   longer; the clock is read through the vDSO, where getrusage's count of
@@ -35,6 +37,7 @@
 
 #define WD_TICK_NS 1000000L
 #define WD_IDLE_TICKS 100
+#define PARK_AFTER 4   /* reads in a row that had to wait */
 /* A read that found its request queued: a system call plus the copy
  * (taken as >= 2 bytes/ns); anything slower slept waiting. */
 #define QUEUED_NS(bytes) (4000 + (bytes) / 2)
@@ -42,6 +45,7 @@
 struct worker {
 	pthread_t tid;
 	bool reading;              /* waiting in read(2): SIGUSR1 may interrupt it */
+	unsigned waited;           /* reads in a row that found nothing queued */
 	bool done;
 };
 
@@ -74,6 +78,7 @@ static void grow(struct loop *l)
 		struct worker *w = &l->w[l->nthreads];
 
 		w->done = w->reading = false;
+		w->waited = 0;
 		if (pthread_create(&w->tid, NULL, worker_main, l) == 0) {
 			l->nthreads++;
 			l->live++;
@@ -121,6 +126,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 		l->busy++;
+		me->waited = slept ? me->waited + 1 : 0;
 		if (!slept && !l->readers)
 			grow(l);
 		if (l->wd_sleeping)
@@ -132,7 +138,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&l->mu);
 		l->busy--;
 		l->progress++;
-		if (slept && l->readers) {
+		if (me->waited >= PARK_AFTER && l->readers) {
 			/* someone already waits for the next request: step aside */
 			l->parked++;
 			while (!l->unpark && !fuse_session_exited(l->se))
@@ -140,6 +146,7 @@ static void *worker_main(void *arg)
 			if (l->unpark)
 				l->unpark--;
 			l->parked--;
+			me->waited = 0;
 		}
 	}
 	me->done = true;
