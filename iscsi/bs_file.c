@@ -115,10 +115,12 @@ void backing_set_datastore_resolver(backing_resolver fn, void *arg)
 
 #define DS_PREFIX "/vmfs/volumes/"
 
-static int open_datastore(const char *path, struct backing **out, char *err, size_t errlen)
+static int open_datastore(const char *path, bool thin, struct backing **out, char *err,
+			  size_t errlen)
 {
 	const char *vol = path + strlen(DS_PREFIX), *slash = strchr(vol, '/');
 	char name[256];
+	int r;
 
 	if (!resolver) {
 		snprintf(err, errlen, "%s: no datastore is mounted here", path);
@@ -130,7 +132,10 @@ static int open_datastore(const char *path, struct backing **out, char *err, siz
 	}
 	memcpy(name, vol, (size_t)(slash - vol));
 	name[slash - vol] = 0;
-	return resolver(resolver_arg, name, slash, out, err, errlen);
+	r = resolver(resolver_arg, name, slash, out, err, errlen);
+	if (!r && thin)
+		(*out)->thin = true;
+	return r;
 }
 
 int backing_open(const char *path, bool thin, struct backing **out, char *err, size_t errlen)
@@ -142,7 +147,7 @@ int backing_open(const char *path, bool thin, struct backing **out, char *err, s
 	int r;
 
 	if (!strncmp(path, DS_PREFIX, strlen(DS_PREFIX)))
-		return open_datastore(path, out, err, errlen);
+		return open_datastore(path, thin, out, err, errlen);
 	if (strncmp(path, "file:", 5)) {
 		snprintf(err, errlen, "unsupported LUN path '%s' (file:/abs/path or "
 			 "/vmfs/volumes/VOLUME/FILE)", path);

@@ -491,11 +491,23 @@ nomem:
 	goto out;
 }
 
+struct lba_range {
+	uint64_t lba, n;
+};
+
+static int range_cmp(const void *a, const void *b)
+{
+	const struct lba_range *x = a, *y = b;
+
+	return x->lba < y->lba ? -1 : x->lba > y->lba;
+}
+
 static void cmd_unmap(struct scsi_task *t)
 {
 	struct scsi_lun *l = t->lun;
 	const uint8_t *c = t->cdb, *p = t->out;
 	uint32_t plen = get_be16(c + 7), bdl, nd;
+	struct lba_range rg[256];
 	int r = 0;
 
 	if (!l->bs->thin) {
@@ -522,19 +534,27 @@ static void cmd_unmap(struct scsi_task *t)
 		scsi_set_sense(t, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_PARAM);
 		return;
 	}
+	/* Every range is checked before anything is freed; then they are
+	 * sorted and merged: initiators send one descriptor per block, or
+	 * overlapping ones, and a store frees whole blocks of its own. */
 	for (uint32_t i = 0; i < nd; i++) {
 		const uint8_t *d = p + 8 + 16 * i;
 
-		if (!range_ok(t, get_be64(d), get_be32(d + 8)))
+		rg[i].lba = get_be64(d);
+		rg[i].n = get_be32(d + 8);
+		if (!range_ok(t, rg[i].lba, rg[i].n))
 			return;
 	}
+	qsort(rg, nd, sizeof(rg[0]), range_cmp);
 	pthread_rwlock_rdlock(&l->io_lock);
-	for (uint32_t i = 0; i < nd && !r; i++) {
-		const uint8_t *d = p + 8 + 16 * i;
-		uint64_t lba = get_be64(d), n = get_be32(d + 8);
+	for (uint32_t i = 0; i < nd && !r;) {
+		uint64_t lba = rg[i].lba, end = lba + rg[i].n;
 
-		if (n)
-			r = l->bs->ops->unmap(l->bs, lba << l->block_shift, n << l->block_shift);
+		for (i++; i < nd && rg[i].lba <= end; i++)
+			if (rg[i].lba + rg[i].n > end)
+				end = rg[i].lba + rg[i].n;
+		if (end > lba)
+			r = l->bs->ops->unmap(l->bs, lba << l->block_shift, (end - lba) << l->block_shift);
 	}
 	pthread_rwlock_unlock(&l->io_lock);
 	if (r)

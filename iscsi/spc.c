@@ -197,9 +197,11 @@ static void inquiry_vpd(struct scsi_task *t, uint8_t page, uint32_t alloc)
 		put_be32(d + 12, (1u << 20) >> l->block_shift);
 		put_be32(d + 16, MAX_XFER_BLOCKS_BYTES >> l->block_shift); /* prefetch */
 		if (thin) {
+			uint32_t g = l->bs->unmap_granularity ? l->bs->unmap_granularity : 4096;
+
 			put_be32(d + 20, 0xffffffffu);      /* max unmap LBA count */
 			put_be32(d + 24, 256);              /* max unmap descriptors */
-			put_be32(d + 28, 4096 >> l->block_shift ? 4096 >> l->block_shift : 1);
+			put_be32(d + 28, g >> l->block_shift ? g >> l->block_shift : 1);
 			put_be32(d + 32, 0x80000000u);      /* UGAVALID, alignment 0 */
 		}
 		put_be64(d + 36, 0xffff);                   /* max WRITE SAME blocks */

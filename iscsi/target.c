@@ -527,6 +527,7 @@ int iscsi_srv_add_lun(struct iscsi_srv *s, const char *spec, int *lun_out,
 	r = backing_open(sp.path, sp.thin, &bs, err, errlen);
 	if (r)
 		goto fail;
+	sp.thin = bs->thin; /* a thin datastore disk stays thin in the stored spec */
 	pthread_mutex_lock(&s->lock);
 	t = find_target(s, sp.iqn);
 	if (!t) {
