@@ -17,27 +17,36 @@
  * - A read that returns about as fast as copying the request takes found
  *   it already queued: backlog (a read that had to sleep takes a wake-up
  *   longer; the clock is read through the vDSO, where getrusage's count of
- *   voluntary context switches would cost two system calls a request).  If
- *   nobody else is waiting then, a parked thread is woken (or a new one
- *   started, up to the maximum) so requests are processed in parallel
- *   (QD16).
- * - A watchdog ticking every millisecond while requests are in progress
+ *   voluntary context switches would cost two system calls a request).
+ *   After a large request (a 1 MiB write: its copy takes as long as a
+ *   wake-up) the thread asks getrusage instead, whose cost is small next to
+ *   such a request.  When a thread finds backlog twice in a row and nobody
+ *   else is waiting then, a parked thread is woken (or a new one started,
+ *   up to the maximum) so requests are processed in parallel (QD16).  Once
+ *   is not enough: a thread preempted right after its reply (the woken
+ *   client runs on its CPU) finds the client's next request queued too.
+ * - A watchdog ticking every 5 ms while requests are in progress
  *   adds a reader when nobody waits and nothing completed during a whole
  *   tick, so one slow request (a lock wait of seconds, an fsync) never
- *   holds up the others for more than ~2 ms.  It sleeps while the mount
+ *   holds up the others for more than ~10 ms (a shorter tick would take
+ *   1 MiB writes that wait for the page cache's writeback for stuck ones,
+ *   adding threads that then take turns).  It sleeps while the mount
  *   is idle.
  */
 #include <errno.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "vmfs_fuse.h"
 
-#define WD_TICK_NS 1000000L
-#define WD_IDLE_TICKS 100
+#define WD_TICK_NS 5000000L
+#define WD_IDLE_TICKS 20
 #define PARK_AFTER 4   /* reads in a row that had to wait */
+#define GROW_AFTER 2   /* reads in a row that found a request queued */
+#define LARGE_REQ (64u << 10)   /* after a request this large, count context switches */
 /* A read that found its request queued: a system call plus the copy
  * (taken as >= 2 bytes/ns); anything slower slept waiting. */
 #define QUEUED_NS(bytes) (4000 + (bytes) / 2)
@@ -46,6 +55,7 @@ struct worker {
 	pthread_t tid;
 	bool reading;              /* waiting in read(2): SIGUSR1 may interrupt it */
 	unsigned waited;           /* reads in a row that found nothing queued */
+	unsigned queued;           /* reads in a row that found a request queued */
 	bool done;
 };
 
@@ -61,6 +71,7 @@ struct loop {
 	unsigned parked, unpark;   /* parked threads, wake-ups owed to them */
 	unsigned long progress;    /* requests completed */
 	bool wd_sleeping;
+	bool large;                /* the last request read was >= LARGE_REQ bytes */
 	int error;
 };
 
@@ -78,7 +89,7 @@ static void grow(struct loop *l)
 		struct worker *w = &l->w[l->nthreads];
 
 		w->done = w->reading = false;
-		w->waited = 0;
+		w->waited = w->queued = 0;
 		if (pthread_create(&w->tid, NULL, worker_main, l) == 0) {
 			l->nthreads++;
 			l->live++;
@@ -94,6 +105,13 @@ static struct worker *self(struct loop *l)
 	return NULL;
 }
 
+static long nvcsw(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) ? -1 : ru.ru_nvcsw;
+}
+
 static void *worker_main(void *arg)
 {
 	struct loop *l = arg;
@@ -104,16 +122,26 @@ static void *worker_main(void *arg)
 	me = self(l);
 	while (!fuse_session_exited(l->se)) {
 		uint64_t t0;
-		bool slept;
+		long cs0 = 0;
+		bool slept, large = l->large;
 		int r;
 
 		l->readers++;
 		me->reading = true;
 		pthread_mutex_unlock(&l->mu);
+		if (large)
+			cs0 = nvcsw();
 		t0 = vf_now_ns();
 		r = fuse_session_receive_buf(l->se, &buf);
-		slept = r <= 0 || vf_now_ns() - t0 > QUEUED_NS((uint64_t)r);
+		if (r <= 0)
+			slept = true;
+		else if (large)
+			slept = cs0 < 0 || nvcsw() != cs0;
+		else
+			slept = vf_now_ns() - t0 > QUEUED_NS((uint64_t)r);
 		pthread_mutex_lock(&l->mu);
+		if (r > 0)
+			l->large = r >= (int)LARGE_REQ;
 		l->readers--;
 		me->reading = false;
 		if (r == -EINTR || r == -EAGAIN)
@@ -127,7 +155,8 @@ static void *worker_main(void *arg)
 		}
 		l->busy++;
 		me->waited = slept ? me->waited + 1 : 0;
-		if (!slept && !l->readers)
+		me->queued = slept ? 0 : me->queued + 1;
+		if (me->queued >= GROW_AFTER && !l->readers)
 			grow(l);
 		if (l->wd_sleeping)
 			pthread_cond_signal(&l->wd_cv);
