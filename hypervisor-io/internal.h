@@ -54,8 +54,10 @@ struct vh_vq;
 
 struct vh_req {
 	struct vh_vq *vq;
-	uint16_t head;
+	uint16_t head;             /* split: head index; packed: buffer id */
+	uint16_t ndesc;            /* packed: descriptors the chain took in the ring */
 	bool busy;                 /* in flight (a guest reusing the head is ignored) */
+	int chain_err;             /* the chain did not parse (returned with length 0) */
 	struct vh_req *next;       /* worker pool list */
 	struct iovec iov[VH_MAX_SEGS];
 	int niov;
@@ -72,7 +74,11 @@ struct vh_vq {
 	uint64_t desc_ua, avail_ua, used_ua;
 	bool have_addr;
 	void *desc, *avail, *used;  /* translated */
-	uint16_t last_avail, used_idx;
+	uint16_t last_avail, used_idx;  /* packed: ring positions, with the wraps below */
+	bool packed;               /* VIRTIO_F_RING_PACKED negotiated */
+	bool avail_wrap, used_wrap;
+	uint16_t pass_end;         /* split: avail index where this pass stops */
+	unsigned pass_budget;      /* packed: descriptors this pass may still take */
 	int kick_fd, call_fd, err_fd;
 	bool enabled;
 	bool running;
@@ -124,6 +130,10 @@ void *vh_gpa(struct vh_dev *d, uint64_t gpa, uint64_t len);
 void *vh_uva(struct vh_dev *d, uint64_t ua, uint64_t len);
 
 /* vring.c */
+/* GET/SET_VRING_BASE value (packed: avail position | wrap << 15 in the low
+ * half, the used one in the high half, as QEMU and vhost encode them) */
+uint32_t vh_vq_get_base(const struct vh_vq *q);
+int vh_vq_set_base(struct vh_vq *q, uint32_t v);
 int vh_vq_start(struct vh_vq *q);
 void vh_vq_stop(struct vh_vq *q);
 void vh_vq_reset(struct vh_vq *q);   /* stop and close fds, forget config */

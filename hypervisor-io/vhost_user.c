@@ -92,8 +92,10 @@ static void stop_all(struct vh_dev *d, bool *was)
 /* Forget everything a front-end set up (disconnect, RESET_OWNER). */
 static void dev_reset(struct vh_dev *d)
 {
-	for (unsigned i = 0; i < d->nq; i++)
+	for (unsigned i = 0; i < d->nq; i++) {
 		vh_vq_reset(&d->vq[i]);
+		d->vq[i].packed = false;
+	}
 	unmap_all(d);
 	d->features = 0;
 	d->pfeatures = 0;
@@ -104,7 +106,7 @@ static uint64_t dev_features(const struct vh_dev *d)
 {
 	return vh_blk_features(d) | 1ull << VIRTIO_F_VERSION_1 |
 	       1ull << VIRTIO_RING_F_INDIRECT_DESC | 1ull << VIRTIO_RING_F_EVENT_IDX |
-	       1ull << VHU_F_PROTOCOL_FEATURES;
+	       1ull << VIRTIO_F_RING_PACKED | 1ull << VHU_F_PROTOCOL_FEATURES;
 }
 
 static uint64_t dev_pfeatures(void)
@@ -118,8 +120,9 @@ static int vq_translate(struct vh_dev *d, struct vh_vq *q)
 	if (!q->have_addr || !q->num)
 		return -EINVAL;
 	q->desc = vh_uva(d, q->desc_ua, 16ull * q->num);
-	q->avail = vh_uva(d, q->avail_ua, 6ull + 2ull * q->num);
-	q->used = vh_uva(d, q->used_ua, 6ull + 8ull * q->num);
+	/* packed: the driver and device event suppression areas, 4 bytes each */
+	q->avail = vh_uva(d, q->avail_ua, q->packed ? 4 : 6ull + 2ull * q->num);
+	q->used = vh_uva(d, q->used_ua, q->packed ? 4 : 6ull + 8ull * q->num);
 	if (!q->desc || !q->avail || !q->used ||
 	    ((uintptr_t)q->desc & 15) || ((uintptr_t)q->avail & 1) || ((uintptr_t)q->used & 3))
 		return -EFAULT;
@@ -229,7 +232,12 @@ static int handle(struct vh_dev *d, const struct vhu_hdr *h, const uint8_t *p, i
 		NEED(8, 0);
 		if (u64 & ~dev_features(d))
 			return -EINVAL;
+		for (unsigned i = 0; i < d->nq; i++)   /* no ring changes layout under way */
+			if (d->vq[i].running && ((u64 ^ d->features) & 1ull << VIRTIO_F_RING_PACKED))
+				return -EINVAL;
 		d->features = u64;
+		for (unsigned i = 0; i < d->nq; i++)
+			d->vq[i].packed = u64 & 1ull << VIRTIO_F_RING_PACKED;
 		return 0;
 	case VHU_GET_PROTOCOL_FEATURES:
 		NEED(0, 0);
@@ -305,10 +313,9 @@ static int handle(struct vh_dev *d, const struct vhu_hdr *h, const uint8_t *p, i
 		NEED(8, 0);
 		memcpy(st, p, 8);
 		QIDX(st[0]);
-		if (q->running || st[1] > 0xffff)
+		if (q->running)
 			return -EINVAL;
-		q->last_avail = (uint16_t)st[1];
-		return 0;
+		return vh_vq_set_base(q, st[1]);
 	}
 	case VHU_GET_VRING_BASE: {
 		uint32_t st[2];
@@ -321,7 +328,7 @@ static int handle(struct vh_dev *d, const struct vhu_hdr *h, const uint8_t *p, i
 			close(q->kick_fd);
 		q->kick_fd = -1;
 		q->enabled = false;
-		st[1] = q->last_avail;
+		st[1] = vh_vq_get_base(q);
 		memcpy(rep, st, 8);
 		*replen = 8;
 		return 0;
@@ -661,6 +668,7 @@ static int dev_init(struct vhost_blk *b, const struct vhost_blk_opts *o)
 		q->idx = i;
 		q->kick_fd = q->call_fd = q->err_fd = -1;
 		q->stop_fd = -1;
+		q->avail_wrap = q->used_wrap = true;
 		pthread_mutex_init(&q->lock, NULL);
 		pthread_cond_init(&q->idle, NULL);
 	}

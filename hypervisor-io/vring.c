@@ -1,5 +1,5 @@
 /*
- * Split virtqueues: one thread per started queue waits on its kick eventfd,
+ * Virtqueues, split and packed: one thread per started queue waits on its kick eventfd,
  * pops available descriptor chains, turns each into an iovec list pointing
  * into guest memory (every descriptor checked to lie inside one mapped
  * region, chains and indirect tables bounded), and runs the request.  When a
@@ -25,6 +25,37 @@ static uint16_t ld16(const void *p)
 	return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
 }
 
+/* One data descriptor of a chain: inside one region, not empty, readable
+ * ones before writable ones, at most VH_MAX_SEGS. */
+static int add_seg(struct vh_dev *d, struct vh_req *r, uint64_t addr, uint32_t len, bool wr,
+		   bool *seen_write)
+{
+	if (!len || r->niov >= VH_MAX_SEGS || (*seen_write && !wr))
+		return -EINVAL;
+	void *p = vh_gpa(d, addr, len);
+
+	if (!p)
+		return -EFAULT;
+	*seen_write |= wr;
+	r->iov[r->niov].iov_base = p;
+	r->iov[r->niov].iov_len = len;
+	r->writable[r->niov] = wr;
+	r->niov++;
+	return 0;
+}
+
+/* An indirect table: inside guest memory, a whole number of 16-byte
+ * descriptors, at most VH_MAX_QSIZE of them.  NULL when not. */
+static const void *indirect_table(struct vh_dev *d, uint64_t addr, uint32_t len)
+{
+	const void *tab;
+
+	if (len % 16 || !len || len / 16 > VH_MAX_QSIZE)
+		return NULL;
+	tab = vh_gpa(d, addr, len);
+	return tab && !((uintptr_t)tab & 7) ? tab : NULL;
+}
+
 /* Build r->iov from the chain at @head.  \return 0, -EINVAL for a bad chain. */
 static int walk_chain(struct vh_vq *q, uint16_t head, struct vh_req *r)
 {
@@ -32,6 +63,7 @@ static int walk_chain(struct vh_vq *q, uint16_t head, struct vh_req *r)
 	const struct vring_desc *tab = q->desc;
 	unsigned tabn = q->num, idx = head, steps = 0;
 	bool indirect = false, seen_write = false;
+	int e;
 
 	r->niov = 0;
 	if (head >= q->num)
@@ -43,11 +75,10 @@ static int walk_chain(struct vh_vq *q, uint16_t head, struct vh_req *r)
 			return -EINVAL;
 		memcpy(&dsc, &tab[idx], sizeof(dsc));
 		if (dsc.flags & VRING_DESC_F_INDIRECT) {
-			if (indirect || (dsc.flags & VRING_DESC_F_NEXT) || dsc.len % 16 ||
-			    !dsc.len || dsc.len / 16 > VH_MAX_QSIZE || r->niov)
+			if (indirect || (dsc.flags & VRING_DESC_F_NEXT) || r->niov)
 				return -EINVAL;
-			tab = vh_gpa(d, dsc.addr, dsc.len);
-			if (!tab || ((uintptr_t)tab & 7))
+			tab = indirect_table(d, dsc.addr, dsc.len);
+			if (!tab)
 				return -EINVAL;
 			tabn = dsc.len / 16;
 			idx = 0;
@@ -55,23 +86,196 @@ static int walk_chain(struct vh_vq *q, uint16_t head, struct vh_req *r)
 			indirect = true;
 			continue;
 		}
-		bool wr = dsc.flags & VRING_DESC_F_WRITE;
-
-		if (!dsc.len || r->niov >= VH_MAX_SEGS || (seen_write && !wr))
-			return -EINVAL;
-		void *p = vh_gpa(d, dsc.addr, dsc.len);
-
-		if (!p)
-			return -EFAULT;
-		seen_write |= wr;
-		r->iov[r->niov].iov_base = p;
-		r->iov[r->niov].iov_len = dsc.len;
-		r->writable[r->niov] = wr;
-		r->niov++;
+		e = add_seg(d, r, dsc.addr, dsc.len, dsc.flags & VRING_DESC_F_WRITE, &seen_write);
+		if (e)
+			return e;
 		if (!(dsc.flags & VRING_DESC_F_NEXT))
 			return 0;
 		idx = dsc.next;
 	}
+}
+
+/* ---- packed rings ---------------------------------------------------------- */
+
+#define PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define PK_USED  (1u << VRING_PACKED_DESC_F_USED)
+
+/* Is the descriptor at @pos available to us in the lap of wrap counter @wrap? */
+static bool packed_avail(const struct vh_vq *q, uint16_t pos, bool wrap)
+{
+	const struct vring_packed_desc *ring = q->desc;
+	uint16_t f = ld16(&ring[pos].flags);
+
+	return !!(f & PK_AVAIL) == wrap && !!(f & PK_USED) != wrap;
+}
+
+/* Build r->iov from the @n descriptors starting at ring position @pos (an
+ * indirect table is the chain's only descriptor).  \return 0, -EINVAL. */
+static int walk_packed(struct vh_vq *q, uint16_t pos, unsigned n, struct vh_req *r)
+{
+	struct vh_dev *d = q->dev;
+	const struct vring_packed_desc *ring = q->desc;
+	bool seen_write = false;
+	int e;
+
+	r->niov = 0;
+	for (unsigned i = 0; i < n; i++, pos = (uint16_t)(pos + 1u == q->num ? 0 : pos + 1)) {
+		struct vring_packed_desc dsc;
+
+		memcpy(&dsc, &ring[pos], sizeof(dsc));
+		if (dsc.flags & VRING_DESC_F_INDIRECT) {
+			const struct vring_packed_desc *tab = indirect_table(d, dsc.addr, dsc.len);
+
+			if (n != 1 || !tab)
+				return -EINVAL;
+			for (unsigned k = 0; k < dsc.len / 16; k++) {
+				struct vring_packed_desc t;
+
+				memcpy(&t, &tab[k], sizeof(t));
+				if (t.flags & VRING_DESC_F_INDIRECT)
+					return -EINVAL;
+				e = add_seg(d, r, t.addr, t.len, t.flags & VRING_DESC_F_WRITE, &seen_write);
+				if (e)
+					return e;
+			}
+			return 0;
+		}
+		e = add_seg(d, r, dsc.addr, dsc.len, dsc.flags & VRING_DESC_F_WRITE, &seen_write);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* Claim buffer slot @id for a popped chain.  NULL (logged) when it cannot be
+ * tracked: out of range, or made available again while in flight. */
+static struct vh_req *claim(struct vh_vq *q, uint16_t id)
+{
+	struct vh_req *r;
+
+	if (id >= q->num) {
+		vh_log(q->dev, 1, "queue %u: buffer id %u out of range", q->idx, id);
+		return NULL;
+	}
+	r = &q->reqs[id];
+	pthread_mutex_lock(&q->lock);
+	if (r->busy) {
+		pthread_mutex_unlock(&q->lock);
+		vh_log(q->dev, 1, "queue %u: head %u made available while in flight", q->idx, id);
+		return NULL;
+	}
+	r->busy = true;
+	q->inflight++;
+	pthread_mutex_unlock(&q->lock);
+	r->vq = q;
+	r->head = id;
+	r->next = NULL;
+	r->ndesc = 1;
+	return r;
+}
+
+/* The next chain of a packed ring, claimed and parsed; NULL when none (or
+ * the ring broke: a chain longer than the ring). */
+static struct vh_req *pop_packed(struct vh_vq *q)
+{
+	const struct vring_packed_desc *ring = q->desc;
+	uint16_t start = q->last_avail, pos = start, id;
+	bool wrap = q->avail_wrap;
+	unsigned n = 0;
+	struct vh_req *r;
+
+	while (q->pass_budget && packed_avail(q, start, q->avail_wrap)) {
+		uint16_t f;
+
+		/* the head's flags are written last: the chain is complete */
+		do {
+			f = ring[pos].flags;
+			id = ring[pos].id;
+			n++;
+			if (++pos == q->num) {
+				pos = 0;
+				wrap = !wrap;
+			}
+		} while ((f & VRING_DESC_F_NEXT) && n < q->num);
+		if (f & VRING_DESC_F_NEXT) {
+			vh_log(q->dev, 1, "queue %u: descriptor chain longer than the ring: "
+			       "ignoring the queue until restarted", q->idx);
+			q->broken = true;
+			return NULL;
+		}
+		q->last_avail = pos;
+		q->avail_wrap = wrap;
+		q->pass_budget = n < q->pass_budget ? q->pass_budget - n : 0;
+		r = claim(q, id);
+		if (!r) {   /* cannot be returned: skip it */
+			start = pos;
+			n = 0;
+			continue;
+		}
+		r->ndesc = (uint16_t)n;
+		r->chain_err = walk_packed(q, start, n, r);
+		return r;
+	}
+	return NULL;
+}
+
+/* The next chain of a split ring (up to pass_end), claimed and parsed. */
+static struct vh_req *pop_split(struct vh_vq *q)
+{
+	const struct vring_avail *av = q->avail;
+
+	while (q->last_avail != q->pass_end) {
+		uint16_t head = __atomic_load_n(&av->ring[q->last_avail % q->num], __ATOMIC_RELAXED);
+		struct vh_req *r;
+
+		q->last_avail++;
+		r = claim(q, head);   /* out of range: its id is not a valid slot */
+		if (!r)
+			continue;
+		r->chain_err = walk_chain(q, head, r);
+		return r;
+	}
+	return NULL;
+}
+
+static struct vh_req *pop(struct vh_vq *q)
+{
+	return q->packed ? pop_packed(q) : pop_split(q);
+}
+
+/* Anything new in the ring? */
+static bool avail_pending(const struct vh_vq *q)
+{
+	const struct vring_avail *av = q->avail;
+
+	if (q->packed)
+		return packed_avail(q, q->last_avail, q->avail_wrap);
+	return ld16(&av->idx) != q->last_avail;
+}
+
+uint32_t vh_vq_get_base(const struct vh_vq *q)
+{
+	if (!q->packed)
+		return q->last_avail;
+	return (uint32_t)(q->last_avail | q->avail_wrap << 15) |
+	       (uint32_t)(q->used_idx | q->used_wrap << 15) << 16;
+}
+
+int vh_vq_set_base(struct vh_vq *q, uint32_t v)
+{
+	if (!q->packed) {
+		if (v > 0xffff)
+			return -EINVAL;
+		q->last_avail = (uint16_t)v;
+		return 0;
+	}
+	if (!(v >> 16))
+		v |= v << 16;   /* no used half: the used position is the avail one */
+	q->last_avail = v & 0x7fff;
+	q->avail_wrap = v >> 15 & 1;
+	q->used_idx = v >> 16 & 0x7fff;
+	q->used_wrap = v >> 31;
+	return 0;
 }
 
 /* Does the driver want a call for what was published since the last one?
@@ -80,15 +284,30 @@ static int walk_chain(struct vh_vq *q, uint16_t head, struct vh_req *r)
 static bool want_call(struct vh_vq *q)
 {
 	const struct vring_avail *av = q->avail;
-	uint16_t old = q->signalled_used, nw = q->used_idx;
+	const struct vring_packed_desc_event *ev = q->avail;   /* packed: driver area */
+	uint16_t old = q->signalled_used, nw = q->used_idx, ev_off;
 	bool valid = q->signalled_valid;
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!q->event_idx)
+	if (q->packed) {
+		uint16_t fl = ld16(&ev->flags);
+
+		if (fl != VRING_PACKED_EVENT_FLAG_DESC || !q->event_idx)
+			return fl != VRING_PACKED_EVENT_FLAG_DISABLE;
+		/* an event offset in the other lap counts from one ring earlier */
+		uint16_t ow = ld16(&ev->off_wrap);
+
+		ev_off = ow & 0x7fff;
+		if (!!(ow >> VRING_PACKED_EVENT_F_WRAP_CTR) != q->used_wrap)
+			ev_off = (uint16_t)(ev_off - q->num);
+	} else if (!q->event_idx) {
 		return !(ld16(&av->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+	} else {
+		ev_off = ld16(&av->ring[q->num]);
+	}
 	q->signalled_valid = true;
 	q->signalled_used = nw;
-	return !valid || vring_need_event(ld16(&av->ring[q->num]), nw, old);
+	return !valid || vring_need_event(ev_off, nw, old);
 }
 
 static void signal_call(struct vh_vq *q)
@@ -105,13 +324,31 @@ static void publish(struct vh_req *r, uint32_t used_len)
 {
 	struct vh_vq *q = r->vq;
 	struct vring_used *u = q->used;
-	struct vring_used_elem *e = &u->ring[q->used_idx % q->num];
 
-	e->id = r->head;
-	e->len = used_len;
+	if (q->packed) {
+		/* one used descriptor per chain, at the used position (only
+		 * descriptors already popped lie there), then skip the chain */
+		struct vring_packed_desc *e = (struct vring_packed_desc *)q->desc + q->used_idx;
+
+		e->id = r->head;
+		e->len = used_len;
+		__atomic_store_n(&e->flags, (uint16_t)(q->used_wrap ? PK_AVAIL | PK_USED : 0),
+				 __ATOMIC_RELEASE);
+		q->used_idx = (uint16_t)(q->used_idx + r->ndesc);
+		if (q->used_idx >= q->num) {
+			q->used_idx = (uint16_t)(q->used_idx - q->num);
+			q->used_wrap = !q->used_wrap;
+			q->signalled_valid = false;   /* positions restart: call once */
+		}
+	} else {
+		struct vring_used_elem *e = &u->ring[q->used_idx % q->num];
+
+		e->id = r->head;
+		e->len = used_len;
+		q->used_idx++;
+		__atomic_store_n(&u->idx, q->used_idx, __ATOMIC_RELEASE);
+	}
 	r->busy = false;
-	q->used_idx++;
-	__atomic_store_n(&u->idx, q->used_idx, __ATOMIC_RELEASE);
 	if (--q->inflight == 0)
 		pthread_cond_broadcast(&q->idle);
 }
@@ -237,49 +474,33 @@ void vh_pool_stop(struct vh_dev *d)
 /* Pop everything available.  \return requests handled. */
 static unsigned drain(struct vh_vq *q)
 {
-	const struct vring_avail *av = q->avail;
-	struct vh_req *first = NULL, *last = NULL, *inline_req = NULL;
+	struct vh_req *first = NULL, *last = NULL, *inline_req = NULL, *r, *next;
 	unsigned n = 0, queued = 0, async = 0;
-	uint16_t avail_idx = ld16(&av->idx);
-	bool lone;
 
 	if (q->broken)
 		return 0;
-	if ((uint16_t)(avail_idx - q->last_avail) > q->num) {
-		vh_log(q->dev, 1, "queue %u: avail index %u runs %u ahead of %u (ring %u): "
-		       "ignoring the queue until restarted", q->idx, avail_idx,
-		       (uint16_t)(avail_idx - q->last_avail), q->last_avail, q->num);
-		q->broken = true;
-		return 0;
-	}
-	lone = (uint16_t)(avail_idx - q->last_avail) == 1;
-	while (q->last_avail != avail_idx) {
-		uint16_t head = __atomic_load_n(&av->ring[q->last_avail % q->num], __ATOMIC_RELAXED);
-		struct vh_req *r;
-		int e;
+	if (q->packed) {
+		q->pass_budget = q->num;   /* a ring's worth per pass */
+	} else {
+		const struct vring_avail *av = q->avail;
+		uint16_t avail_idx = ld16(&av->idx);
 
-		q->last_avail++;
-		if (head >= q->num) {
-			vh_log(q->dev, 1, "queue %u: avail head %u out of range", q->idx, head);
-			continue;   /* cannot be returned: its id is not a valid slot */
+		if ((uint16_t)(avail_idx - q->last_avail) > q->num) {
+			vh_log(q->dev, 1, "queue %u: avail index %u runs %u ahead of %u (ring %u): "
+			       "ignoring the queue until restarted", q->idx, avail_idx,
+			       (uint16_t)(avail_idx - q->last_avail), q->last_avail, q->num);
+			q->broken = true;
+			return 0;
 		}
-		r = &q->reqs[head];
-		pthread_mutex_lock(&q->lock);
-		if (r->busy) {
-			pthread_mutex_unlock(&q->lock);
-			vh_log(q->dev, 1, "queue %u: head %u made available while in flight", q->idx, head);
-			continue;
-		}
-		r->busy = true;
-		q->inflight++;
-		pthread_mutex_unlock(&q->lock);
-		r->vq = q;
-		r->head = head;
-		r->next = NULL;
+		q->pass_end = avail_idx;
+	}
+	/* one chain of look-ahead: is the first one alone? */
+	r = pop(q);
+	next = r ? pop(q) : NULL;
+	for (bool lone = !next; r; r = next, next = r ? pop(q) : NULL, lone = false) {
 		n++;
-		e = walk_chain(q, head, r);
-		if (e) {
-			bad_chain(q, r, e);
+		if (r->chain_err) {
+			bad_chain(q, r, r->chain_err);
 			continue;
 		}
 		/* a lone request with nothing in flight (QD1) is cheaper done
@@ -323,8 +544,12 @@ static uint64_t now_ns(void)
 static void set_no_notify(struct vh_vq *q, bool on)
 {
 	struct vring_used *u = q->used;
+	struct vring_packed_desc_event *ev = q->used;   /* packed: device area */
 
-	if (q->event_idx)
+	if (q->packed)
+		__atomic_store_n(&ev->flags, on ? VRING_PACKED_EVENT_FLAG_DISABLE
+					 : VRING_PACKED_EVENT_FLAG_ENABLE, __ATOMIC_RELAXED);
+	else if (q->event_idx)
 		__atomic_store_n((uint16_t *)&u->ring[q->num],
 				 (uint16_t)(q->last_avail + (on ? 0x8000 : 0)), __ATOMIC_RELAXED);
 	else
@@ -336,10 +561,8 @@ static void set_no_notify(struct vh_vq *q, bool on)
  * were off would otherwise wait).  \return true if work is there. */
 static bool kicks_on(struct vh_vq *q)
 {
-	const struct vring_avail *av = q->avail;
-
 	set_no_notify(q, false);
-	return ld16(&av->idx) != q->last_avail && !q->broken &&
+	return avail_pending(q) && !q->broken &&
 	       !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
 }
 
@@ -351,7 +574,6 @@ static bool kicks_on(struct vh_vq *q)
  * the CPU its front-end needs.  \return true if work came. */
 static bool spin(struct vh_vq *q)
 {
-	const struct vring_avail *av = q->avail;
 	uint64_t end;
 
 	if (q->spin_ns == 0 || q->broken || __atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE))
@@ -362,7 +584,7 @@ static bool spin(struct vh_vq *q)
 		if (q->aq_inflight)
 			aq_reap(q);
 		for (int i = 0; i < 64; i++) {
-			if (ld16(&av->idx) != q->last_avail)
+			if (avail_pending(q))
 				return !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
 			__builtin_ia32_pause();
 		}
@@ -441,7 +663,10 @@ int vh_vq_start(struct vh_vq *q)
 	q->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (q->stop_fd < 0)
 		return -errno;
-	q->used_idx = __atomic_load_n(&((struct vring_used *)q->used)->idx, __ATOMIC_ACQUIRE);
+	if (!q->packed)
+		q->used_idx = __atomic_load_n(&((struct vring_used *)q->used)->idx, __ATOMIC_ACQUIRE);
+	else if (q->last_avail >= q->num || q->used_idx >= q->num)
+		return -EINVAL;   /* a base outside the ring */
 	q->inflight = 0;
 	q->broken = false;
 	q->stopping = false;
@@ -489,6 +714,7 @@ void vh_vq_reset(struct vh_vq *q)
 	q->kick_fd = q->call_fd = q->err_fd = -1;
 	q->have_addr = false;
 	q->enabled = false;
-	q->last_avail = 0;
+	q->last_avail = q->used_idx = 0;
+	q->avail_wrap = q->used_wrap = true;   /* a packed ring starts in lap 1 */
 	q->desc = q->avail = q->used = NULL;
 }

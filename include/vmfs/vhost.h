@@ -2,7 +2,7 @@
  * OpenVMFS hypervisor I/O: a vhost-user-blk backend.
  *
  * QEMU (or any vhost-user front-end) connects to a Unix socket and hands us
- * its guest memory (memfd regions) and split virtqueues; we serve virtio-blk
+ * its guest memory (memfd regions) and virtqueues (split or packed); we serve virtio-blk
  * requests straight between guest memory and the disk: iovecs point into the
  * mapped guest memory, no bounce copy.
  *

@@ -4,7 +4,9 @@
  * it, negotiates with the back-end over its socket and pushes virtio-blk
  * requests at a chosen queue depth, checking status bytes and data.
  *
- *   vhost_fe [-q QUEUES] [-n QSIZE] [-m MEM_MIB] SOCKET CMD ARGS...
+ *   vhost_fe [-q QUEUES] [-n QSIZE] [-m MEM_MIB] [-P] SOCKET CMD ARGS...
+ *     -P  packed virtqueues (VIRTIO_F_RING_PACKED); not with malformed or
+ *         reconnect (split-ring specific)
  *     info                          features, config space, serial
  *     write OFF FILE                write FILE at byte OFF (sector aligned)
  *     read OFF LEN FILE             read into FILE
@@ -76,6 +78,9 @@ struct vq {
 	uint64_t desc_off, avail_off, used_off;
 	uint16_t avail_idx, last_used;
 	uint16_t kicked_at;   /* avail index when we last decided whether to kick */
+	/* packed: next descriptor position to make available / to find used */
+	uint16_t pa_pos, pu_pos;
+	bool pa_wrap, pu_wrap;
 	int kick, call;
 	unsigned inflight;
 };
@@ -93,6 +98,8 @@ struct slot {
 	uint64_t off;
 	uint64_t rlen;      /* bytes of the disk it touches (discard / write zeroes: the range) */
 	uint32_t used_len;
+	uint16_t ndesc;     /* packed: descriptors the chain took in the ring */
+	struct vring_desc *scratch;   /* packed: the chain as split descriptors, copied in at post */
 };
 
 static int sock = -1;
@@ -101,6 +108,7 @@ static uint8_t *mem;
 static size_t mem_size;
 static int memfd;
 static unsigned nq = 1, qsize = 256;
+static bool packed;
 static struct vq vqs[MAXQ];
 static struct virtio_blk_config cfg;
 static uint64_t features;
@@ -226,7 +234,7 @@ static int sock_connect(void)
 	return 0;
 }
 
-static int start_queue(unsigned i, uint16_t base)
+static int start_queue(unsigned i, uint32_t base)
 {
 	struct vq *q = &vqs[i];
 	struct { uint32_t index, flags; uint64_t desc, used, avail, log; } a = {
@@ -235,11 +243,13 @@ static int start_queue(unsigned i, uint16_t base)
 	uint64_t v;
 	int r;
 
+	if (packed)   /* QEMU's encoding: avail position | wrap << 15, the used one above */
+		base = (base & 0xffff) | (base & 0xffff) << 16;
 	if ((r = vring_state(SET_VRING_NUM, i, qsize)) || (r = vring_state(SET_VRING_BASE, i, base)) ||
 	    (r = send_msg(SET_VRING_ADDR, 0, &a, sizeof(a), NULL, 0)))
 		return r;
 	v = i;
-	q->kicked_at = base;
+	q->kicked_at = packed ? q->avail_idx : (uint16_t)base;   /* packed: counts posts */
 	if ((r = send_msg(SET_VRING_CALL, 0, &v, 8, &q->call, 1)))
 		return r;
 	if ((r = send_msg(SET_VRING_KICK, 0, &v, 8, &q->kick, 1)))
@@ -261,10 +271,12 @@ static int setup(void)
 			1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_BLK_F_MQ |
 			1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES |
 			1ull << VIRTIO_BLK_F_RO | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
-			1ull << VIRTIO_RING_F_EVENT_IDX;
+			1ull << VIRTIO_RING_F_EVENT_IDX | (packed ? 1ull << VIRTIO_F_RING_PACKED : 0);
 
 	if (!(features & 1ull << 30))
 		die(3, "back-end lacks VHOST_USER_F_PROTOCOL_FEATURES");
+	if (packed && !(features & 1ull << VIRTIO_F_RING_PACKED))
+		die(3, "back-end lacks VIRTIO_F_RING_PACKED");
 	features &= want;
 	if ((r = set_u64(SET_FEATURES, features)) || (r = get_u64(GET_PROTOCOL_FEATURES, &pf)))
 		return r;
@@ -290,7 +302,8 @@ static int setup(void)
 	if ((r = set_acked(SET_MEM_TABLE, &m, sizeof(m), &memfd, 1)))
 		return r;
 	for (unsigned i = 0; i < nq; i++)
-		if ((r = start_queue(i, vqs[i].avail_idx)))
+		if ((r = start_queue(i, packed ? (uint32_t)(vqs[i].pa_pos | vqs[i].pa_wrap << 15)
+					       : vqs[i].avail_idx)))
 			return r;
 	return 0;
 }
@@ -310,6 +323,7 @@ static void init_mem(size_t mib)
 		q->desc = galloc(16 * qsize, 4096);
 		q->avail = galloc(6 + 2 * qsize, 4096);
 		q->used = galloc(6 + 8 * qsize, 4096);
+		q->pa_wrap = q->pu_wrap = true;
 		q->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		q->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (q->kick < 0 || q->call < 0)
@@ -338,16 +352,67 @@ static void init_slots(unsigned qd, uint32_t maxbuf)
 		sl->hdr = galloc(sizeof(*sl->hdr), 16);
 		sl->status = galloc(1, 1);
 		sl->buf = galloc(maxbuf + 4096, 4096);
+		sl->scratch = calloc(3, sizeof(*sl->scratch));
 	}
 }
 
-static void post_chain(int qi, uint16_t head)
+/* The slot's chain as split descriptors: the ring's table, or (packed) the
+ * scratch copy that post_chain lays into the ring. */
+static struct vring_desc *slot_desc(struct slot *sl)
 {
-	struct vq *q = &vqs[qi];
+	return packed ? sl->scratch : vqs[sl->q].desc + sl->head;
+}
 
-	q->avail->ring[q->avail_idx % qsize] = head;
-	q->avail_idx++;
-	__atomic_store_n(&q->avail->idx, q->avail_idx, __ATOMIC_RELEASE);
+#define PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define PK_USED  (1u << VRING_PACKED_DESC_F_USED)
+
+/* Packed: the chain's descriptors at the next positions, buffer id = the
+ * slot's head, the head's flags written last. */
+static void post_packed(struct vq *q, struct slot *sl)
+{
+	struct vring_packed_desc *ring = (struct vring_packed_desc *)q->desc;
+	const struct vring_desc *d = sl->scratch;
+	uint16_t head_pos = q->pa_pos, head_flags = 0;
+	unsigned i = 0, n = 0;
+
+	for (;;) {
+		uint16_t f = (uint16_t)((d[i].flags & (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE |
+						       VRING_DESC_F_INDIRECT)) |
+				       (q->pa_wrap ? PK_AVAIL : PK_USED));
+
+		ring[q->pa_pos].addr = d[i].addr;
+		ring[q->pa_pos].len = d[i].len;
+		ring[q->pa_pos].id = sl->head;
+		if (n == 0)
+			head_flags = f;
+		else
+			ring[q->pa_pos].flags = f;
+		n++;
+		if (++q->pa_pos == qsize) {
+			q->pa_pos = 0;
+			q->pa_wrap = !q->pa_wrap;
+		}
+		if (!(d[i].flags & VRING_DESC_F_NEXT) || n == 3)
+			break;
+		i = (unsigned)(d[i].next - sl->head);
+		if (i >= 3)
+			die(2, "packed: chain leaves its slot");
+	}
+	sl->ndesc = (uint16_t)n;
+	__atomic_store_n(&ring[head_pos].flags, head_flags, __ATOMIC_RELEASE);
+}
+
+static void post_chain(struct slot *sl)
+{
+	struct vq *q = &vqs[sl->q];
+
+	if (packed) {
+		post_packed(q, sl);
+	} else {
+		q->avail->ring[q->avail_idx % qsize] = sl->head;
+		__atomic_store_n(&q->avail->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
+	}
+	q->avail_idx++;   /* packed: only counts posts (for kick) */
 	q->inflight++;
 }
 
@@ -367,7 +432,11 @@ static void kick(int qi)
 	bool need;
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (event_idx())
+	if (packed)   /* device area: flags DISABLE while it polls */
+		need = q->avail_idx != q->kicked_at &&
+		       __atomic_load_n(&((struct vring_packed_desc_event *)q->used)->flags, __ATOMIC_RELAXED) !=
+		       VRING_PACKED_EVENT_FLAG_DISABLE;
+	else if (event_idx())
 		need = vring_need_event(__atomic_load_n((uint16_t *)&q->used->ring[qsize], __ATOMIC_RELAXED),
 					q->avail_idx, q->kicked_at);
 	else
@@ -381,7 +450,7 @@ static void kick(int qi)
 /* Fill the slot's chain: header, data (@buf_off into the slot's buffer), status. */
 static void build(struct slot *sl, uint32_t type, uint64_t off, uint32_t len, uint32_t buf_off)
 {
-	struct vring_desc *d = vqs[sl->q].desc + sl->head;
+	struct vring_desc *d = slot_desc(sl);
 	bool has_data = len > 0;
 
 	sl->type = type;
@@ -408,7 +477,7 @@ static void build(struct slot *sl, uint32_t type, uint64_t off, uint32_t len, ui
 static void submit(struct slot *sl)
 {
 	sl->busy = true;
-	post_chain(sl->q, sl->head);
+	post_chain(sl);
 }
 
 static struct slot *slot_of(int qi, uint32_t id)
@@ -417,6 +486,37 @@ static struct slot *slot_of(int qi, uint32_t id)
 		if (slots[s].q == qi && slots[s].head == id)
 			return &slots[s];
 	return NULL;
+}
+
+/* The next used entry of @q, if any (packed: the caller skips the chain's
+ * descriptors with used_skip once it knows which slot it was). */
+static bool next_used(struct vq *q, uint32_t *id, uint32_t *len)
+{
+	if (packed) {
+		const struct vring_packed_desc *d = (const struct vring_packed_desc *)q->desc + q->pu_pos;
+		uint16_t f = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+
+		if (!!(f & PK_AVAIL) != q->pu_wrap || !!(f & PK_USED) != q->pu_wrap)
+			return false;
+		*id = d->id;
+		*len = d->len;
+		return true;
+	}
+	if (q->last_used == __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE))
+		return false;
+	*id = q->used->ring[q->last_used % qsize].id;
+	*len = q->used->ring[q->last_used % qsize].len;
+	q->last_used++;
+	return true;
+}
+
+static void used_skip(struct vq *q, unsigned n)
+{
+	q->pu_pos = (uint16_t)(q->pu_pos + n);
+	if (q->pu_pos >= qsize) {
+		q->pu_pos = (uint16_t)(q->pu_pos - qsize);
+		q->pu_wrap = !q->pu_wrap;
+	}
 }
 
 /* Reap completions; wait up to @ms for at least one.  -ECONNRESET when the
@@ -429,19 +529,18 @@ static int reap(int ms, void (*cb)(struct slot *))
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		for (unsigned i = 0; i < nq; i++) {
-			struct vq *q = &vqs[i];
-			uint16_t ui = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+			uint32_t id, len;
 
-			while (q->last_used != ui) {
-				struct vring_used_elem *e = &q->used->ring[q->last_used % qsize];
-				struct slot *sl = slot_of((int)i, e->id);
+			while (next_used(&vqs[i], &id, &len)) {
+				struct slot *sl = slot_of((int)i, id);
 
-				q->last_used++;
 				if (!sl || !sl->busy)
-					die(1, "queue %u: used id %u is not in flight", i, e->id);
+					die(1, "queue %u: used id %u is not in flight", i, id);
+				if (packed)
+					used_skip(&vqs[i], sl->ndesc);
 				sl->busy = false;
-				sl->used_len = e->len;
-				q->inflight--;
+				sl->used_len = len;
+				vqs[i].inflight--;
 				got++;
 				if (cb)
 					cb(sl);
@@ -449,7 +548,7 @@ static int reap(int ms, void (*cb)(struct slot *))
 		}
 		if (got)
 			return got;
-		if (event_idx()) {
+		if (event_idx() && !packed) {
 			/* a call for the next completion, then look once more */
 			bool more = false;
 
@@ -692,7 +791,7 @@ static void build_range(struct slot *sl, uint32_t type, uint64_t off, uint64_t l
 	s->num_sectors = (uint32_t)(len / 512);
 	s->flags = flags;
 	build(sl, type, off, 16, 0);
-	vqs[sl->q].desc[sl->head + 1].flags &= (uint16_t)~VRING_DESC_F_WRITE;
+	slot_desc(sl)[1].flags &= (uint16_t)~VRING_DESC_F_WRITE;
 	sl->rlen = len;
 }
 
@@ -960,6 +1059,28 @@ static int cmd_restart(uint64_t seed)
 
 		if (send_msg(GET_VRING_BASE, 0, s0, 8, NULL, 0) || recv_reply(GET_VRING_BASE, st, 8))
 			die(3, "GET_VRING_BASE failed");
+		if (packed) {
+			/* every popped chain completed: used position = avail position;
+			 * what was published before the stop is reaped, nothing more comes */
+			while (reap(20, check_cb) > 0)
+				;
+			uint32_t mine = (uint32_t)(vqs[0].pu_pos | vqs[0].pu_wrap << 15);
+			uint32_t id, len;
+
+			usleep(2000);
+			if (st[0] != 0 || st[1] >> 16 != (st[1] & 0xffff) || (st[1] & 0xffff) != mine ||
+			    next_used(&vqs[0], &id, &len)) {
+				fprintf(stderr, "round %d: base %#x, front-end used position %#x\n", round,
+					st[1], mine);
+				failures++;
+			}
+			/* restart there: the chains not popped yet are still in the ring */
+			if (start_queue(0, st[1] & 0xffff))
+				die(3, "restart failed");
+			kick(0);
+			wait_all(check_cb);
+			continue;
+		}
 		uint16_t used = __atomic_load_n(&vqs[0].used->idx, __ATOMIC_ACQUIRE);
 
 		if (st[0] != 0 || (uint16_t)st[1] != used) {
@@ -1045,7 +1166,7 @@ static int cmd_reconnect(uint64_t seed, unsigned secs)
 		reconnects++;
 		for (unsigned s = 0; s < nslots; s++)
 			if (slots[s].busy)
-				post_chain(slots[s].q, slots[s].head);
+				post_chain(&slots[s]);
 		for (unsigned i = 0; i < nq; i++)
 			kick((int)i);
 	}
@@ -1193,8 +1314,9 @@ int main(int argc, char **argv)
 	size_t mib = 64;
 	int c;
 
-	while ((c = getopt(argc, argv, "q:n:m:")) != -1) {
+	while ((c = getopt(argc, argv, "q:n:m:P")) != -1) {
 		switch (c) {
+		case 'P': packed = true; break;
 		case 'q': nq = (unsigned)atoi(optarg); break;
 		case 'n': qsize = (unsigned)atoi(optarg); break;
 		case 'm': mib = (size_t)atoi(optarg); break;
@@ -1235,6 +1357,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "verify") && (na == 4 || na == 5))
 		return cmd_verify(strtoull(a[0], NULL, 0), (unsigned)atoi(a[1]), (unsigned)atoi(a[2]),
 				  strtoull(a[3], NULL, 0), na == 5 ? a[4] : NULL);
+	if (packed && (!strcmp(cmd, "malformed") || !strcmp(cmd, "reconnect")))
+		die(2, "%s: split rings only", cmd);
 	if (!strcmp(cmd, "malformed"))
 		return cmd_malformed();
 	if (!strcmp(cmd, "restart") && na == 1)

@@ -116,7 +116,7 @@ static void test_negotiation_and_rejections(void **st)
 	assert_int_equal(rl, 20);
 	memcpy(&v, rep + 12, 8);
 	assert_true(v & 1ull << 32 && v & 1ull << 30 && v & 1ull << VIRTIO_BLK_F_FLUSH);
-	assert_int_equal(u64msg(f, 2, v), 0);
+	assert_int_equal(u64msg(f, 2, v & ~(1ull << VIRTIO_F_RING_PACKED)), 0);   /* split rings here */
 	assert_int_equal(u64msg(f, 2, 1ull << 63), -EINVAL);      /* a feature we never offered */
 	rl = sizeof(rep);
 	assert_int_equal(msg(f, 15, 1, NULL, 0, NULL, 0, rep, &rl), 0);
@@ -198,7 +198,7 @@ static void ring_up_with(struct fx *f, uint16_t base, uint64_t extra_features)
 	assert_int_equal(u64msg(f, 16, 1u << 3 | 1u << 9), 0);
 	assert_int_equal(msg(f, 5, 1, &r, sizeof(r), &f->memfd, 1, NULL, NULL), 0);
 	assert_int_equal(state(f, 8, 0, QN), 0);
-	assert_int_equal(state(f, 10, 0, base), 0);
+	assert_int_equal(state(f, 10, 0, base | (extra_features & 1ull << VIRTIO_F_RING_PACKED ? 0x8000 : 0)), 0);
 	assert_int_equal(msg(f, 9, 1, &a, sizeof(a), NULL, 0, NULL, NULL), 0);
 	v = 0;
 	assert_int_equal(msg(f, 13, 1, &v, 8, &f->call, 1, NULL, NULL), 0);
@@ -345,12 +345,96 @@ static void test_event_idx(void **st)
 	assert_int_equal(U(f)->flags, 0);
 }
 
+#define PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define PK_USED  (1u << VRING_PACKED_DESC_F_USED)
+
+/* Packed ring: a 3-descriptor request at ring position @pos in lap @wrap
+ * (buffer id 5), wait for its used descriptor at @pos; return the status. */
+static uint8_t packed_req(struct fx *f, unsigned pos, bool wrap, uint32_t type, uint64_t sector,
+			  uint32_t len, uint32_t *used_len)
+{
+	struct vring_packed_desc *ring = (void *)f->mem;
+	struct virtio_blk_outhdr *h = (void *)(f->mem + 16384);
+	uint8_t *status = f->mem + 16384 + 64;
+	uint64_t addr[3] = { GPA + 16384, GPA + 65536, GPA + 16384 + 64 };
+	uint32_t lens[3] = { 16, len, 1 };
+	uint16_t fl[3] = { VRING_DESC_F_NEXT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE }, head = 0;
+	uint64_t one = 1;
+
+	h->type = type;
+	h->ioprio = 0;
+	h->sector = sector;
+	*status = 0xee;
+	if (type == VIRTIO_BLK_T_IN)
+		fl[1] |= VRING_DESC_F_WRITE;
+	for (unsigned i = 0, p = pos; i < 3; i++, p = (p + 1) % QN) {
+		uint16_t w = (uint16_t)(fl[i] | (wrap == (p >= pos) ? PK_AVAIL : PK_USED));
+
+		ring[p].addr = addr[i];
+		ring[p].len = lens[i];
+		ring[p].id = 5;
+		if (i)
+			ring[p].flags = w;
+		else
+			head = w;
+	}
+	__atomic_store_n(&ring[pos].flags, head, __ATOMIC_RELEASE);   /* the head last */
+	assert_int_equal(write(f->kick, &one, 8), 8);
+	uint16_t want = wrap ? PK_AVAIL | PK_USED : 0;
+
+	for (int i = 0; i < 3000 && (__atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE) &
+				      (PK_AVAIL | PK_USED)) != want; i++)
+		usleep(1000);
+	assert_int_equal(ring[pos].flags & (PK_AVAIL | PK_USED), want);
+	assert_int_equal(ring[pos].id, 5);
+	if (used_len)
+		*used_len = ring[pos].len;
+	return *status;
+}
+
+/* VIRTIO_F_RING_PACKED: chains laid in the ring, a used descriptor per
+ * chain at the used position, laps and wrap counters, the base encoding. */
+static void test_packed_ring(void **st)
+{
+	struct fx *f = *st;
+	uint8_t *data = f->mem + 65536;
+	uint8_t rep[64];
+	size_t rl = sizeof(rep);
+	uint32_t used, s[2] = { 0, 0 };
+
+	ring_up_with(f, 0, 1ull << VIRTIO_F_RING_PACKED);
+	memset(data, 0x3c, 4096);
+	assert_int_equal(packed_req(f, 0, true, VIRTIO_BLK_T_OUT, 16, 4096, &used), 0);
+	assert_int_equal(used, 1);
+	memset(data, 0, 4096);
+	assert_int_equal(packed_req(f, 3, true, VIRTIO_BLK_T_IN, 16, 4096, &used), 0);
+	assert_int_equal(used, 4097);
+	assert_int_equal(data[4095], 0x3c);
+	/* positions 6, 7 in lap 1 and 0 in lap 0; its used descriptor at 6 */
+	assert_int_equal(packed_req(f, 6, true, VIRTIO_BLK_T_IN, 8192, 512, NULL), VIRTIO_BLK_S_IOERR);
+	/* used position 9 = 1 in lap 0 */
+	assert_int_equal(packed_req(f, 1, false, VIRTIO_BLK_T_IN, 16, 512, &used), 0);
+	assert_int_equal(used, 513);
+	/* GET_VRING_BASE: avail 4 and used 4, both in lap 0 */
+	assert_int_equal(msg(f, 11, 1, s, 8, NULL, 0, rep, &rl), 0);
+	memcpy(s, rep + 12, 8);
+	assert_int_equal(s[1], 0x00040004);
+	/* restart there (QEMU's encoding) and carry on */
+	assert_int_equal(state(f, 10, 0, s[1]), 0);
+	uint64_t v = 0;
+
+	assert_int_equal(msg(f, 12, 1, &v, 8, &f->kick, 1, NULL, NULL), 0);
+	assert_int_equal(state(f, 18, 0, 1), 0);
+	assert_int_equal(packed_req(f, 4, false, VIRTIO_BLK_T_IN, 16, 512, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_negotiation_and_rejections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ring_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_ring, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
