@@ -18,14 +18,26 @@
 #define NFS_VERS       3
 #define MOUNT_VERS     3
 
-#define NFS_MAXDATA    (1u << 20)            /* rtmax = wtmax */
+#define NFS_MAXDATA    (1u << 20)            /* wtmax; the most a READ returns */
+/* rtmax advertised: libnfs splits a bigger read into rtmax calls sent at
+ * once, which the worker pool serves in parallel (docs/nfs.md, Performance).
+ * Writes stay at one call per 1 MiB file block: a partial write of a fresh
+ * block zero-fills the rest of it. */
+#define NFS_RTMAX      (256u << 10)
 #define NFS_MAX_RECORD (NFS_MAXDATA + 4096)  /* a WRITE of wtmax plus headers */
 #define NFS_FH_LEN     48
 #define NFS_MAX_VOLS   16
 #define NFS_MAX_EXPORTS 64
 #define NFS_MAX_CLIENTS 32
 #define NFS_MAX_LISTEN 8
-#define NFS_MAX_CONNS  256                   /* one thread each */
+#define NFS_MAX_CONNS  256
+#define NFS_WORKERS    16                    /* threads serving every connection */
+#define NFS_CONN_JOBS  32                    /* calls in flight per connection */
+#define NFS_BIG_KEEP   16                    /* 1 MiB record buffers kept for reuse */
+#define NFS_SEND_TIMEOUT_S 30                /* a client not reading replies is dropped */
+#define NFS_EARLY_MIN  (64u << 10)           /* writes this big are answered early */
+#define NFS_BULK       (64u << 10)           /* calls moving this much get a worker each */
+#define NFS_EARLY_MARGIN (256ull << 20)      /* free space kept when answering writes early */
 #define NFS_LOCK_IDLE_S 2.0                  /* release a write lock this long after the last write */
 
 /* accept_stat / reject_stat / auth_stat (RFC 5531) */
@@ -60,6 +72,8 @@ struct nfs_vol {
 	char uuid_str[37];
 	char label[129];
 	uint8_t key[NFS_FH_KEY_SIZE];
+	double free_at;            /* fsmu held exclusively: free space known at */
+	uint64_t free_bytes;       /* ... less what early-answered writes may take */
 };
 
 struct nfs_client_rule {
@@ -83,6 +97,7 @@ struct nfs_wlock {
 	uint32_t addr;
 	double last;
 	bool dirty;
+	int err;                   /* a write answered early failed: COMMIT reports it */
 };
 
 struct nfs_conn;
@@ -90,8 +105,8 @@ struct nfs_conn;
 struct nfs_srv {
 	vmfs_log_fn log;
 	void *log_ctx;
-	pthread_mutex_t mu;        /* exports, conns, wlocks */
-	pthread_mutex_t fsmu;      /* every filesystem call */
+	pthread_mutex_t mu;        /* exports, conns, wlocks, the job queue */
+	pthread_rwlock_t fsmu;     /* filesystem calls: shared to read, exclusive to change */
 	struct nfs_vol vols[NFS_MAX_VOLS];
 	int nvols;
 	struct nfs_export *exports[NFS_MAX_EXPORTS];
@@ -106,17 +121,31 @@ struct nfs_srv {
 	int nwlocks, capwlocks;
 	struct nfs_conn *conns;
 	int nconns;
-	bool started, stop, registered;
+	bool started, stop, registered, have_accept, have_reaper;
 	int wake[2];
+	int ep;                    /* epoll: connections (one-shot), qev, wake */
+	int qev;                   /* eventfd: jobs queued */
+	struct nfs_job *queue, **qtail;
+	uint8_t *bigs[NFS_BIG_KEEP];
+	int nbig;
+	pthread_t workers[NFS_WORKERS];
+	int nworkers;
 	pthread_t accept_thr, reaper_thr;
-	pthread_cond_t conns_cv;
 };
+
+/* How a transport sends a reply before its call has finished: \return
+ * false (nothing sent) when that could block. */
+typedef bool (*nfs_send_now_fn)(void *ctx, const uint8_t *p, size_t n);
 
 /* Per-call context. */
 struct nfs_call {
 	struct nfs_srv *s;
 	uint32_t peer;
 	struct nfs_cred cred;
+	nfs_send_now_fn send_now;  /* NULL: replies only when the call is done */
+	void *send_ctx;
+	size_t start;              /* where this call's reply starts in the output */
+	bool sent;                 /* the reply went out early */
 };
 
 void nfs_log(struct nfs_srv *s, int level, const char *fmt, ...)
@@ -150,9 +179,15 @@ int mount3_dispatch(struct nfs_call *c, uint32_t proc, struct xdr_in *x, struct 
 /** Release the write locks idle for NFS_LOCK_IDLE_S (all when @all). */
 void nfs_wlocks_reap(struct nfs_srv *s, bool all);
 
-/* rpc.c: append the record-marked reply to one call (nothing for no reply). */
+/* rpc.c: append the record-marked reply to one call (nothing for no reply,
+ * or when the call sent it early through @send_now). */
 void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
-		     struct xdr_out *o);
+		     struct xdr_out *o, nfs_send_now_fn send_now, void *send_ctx);
+/** Is this call a READ or WRITE of NFS_BULK bytes or more?  (a hint) */
+bool nfs_rpc_is_bulk(const uint8_t *rec, size_t len);
+/** Send the reply encoded so far in @o now; the call goes on without
+ *  encoding more.  \return false, with @o unchanged, when not possible. */
+bool nfs_rpc_reply_early(struct nfs_call *c, struct xdr_out *o);
 
 /* rpcbind.c */
 int nfs_rpcbind_set(struct nfs_srv *s, bool set);

@@ -72,11 +72,11 @@ static int mnt(struct nfs_call *c, struct xdr_in *x, struct xdr_out *o)
 	pthread_mutex_unlock(&s->mu);
 	if (status)
 		goto reply;
-	pthread_mutex_lock(&s->fsmu);
+	pthread_rwlock_rdlock(&s->fsmu);
 	r = vmfs_resolve(s->vols[vol].fs, path[0] ? path : "/", &addr);
 	if (!r)
 		r = vmfs_stat(s->vols[vol].fs, addr, &st);
-	pthread_mutex_unlock(&s->fsmu);
+	pthread_rwlock_unlock(&s->fsmu);
 	if (r)
 		status = r == -ENOENT ? MNT3ERR_NOENT : r == -ENOTDIR ? MNT3ERR_NOTDIR :
 			 r == -ENAMETOOLONG ? MNT3ERR_NAMETOOLONG : MNT3ERR_IO;

@@ -10,6 +10,7 @@
  * NFS_LOCK_IDLE_S seconds; a file another live host holds gets
  * NFS3ERR_JUKEBOX (the client retries later). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,34 @@ static void wlock_mark(struct nfs_srv *s, int vol, uint32_t addr, bool dirty)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* A write answered early failed afterwards: COMMIT tells the client. */
+static void wlock_fail(struct nfs_srv *s, int vol, uint32_t addr, int err)
+{
+	struct nfs_wlock *w;
+
+	pthread_mutex_lock(&s->mu);
+	w = wlock_find(s, vol, addr);
+	if (w)
+		w->err = err;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The error of a write answered early since the last COMMIT (cleared). */
+static int wlock_take_err(struct nfs_srv *s, int vol, uint32_t addr)
+{
+	struct nfs_wlock *w;
+	int err = 0;
+
+	pthread_mutex_lock(&s->mu);
+	w = wlock_find(s, vol, addr);
+	if (w) {
+		err = w->err;
+		w->err = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return err;
+}
+
 /* fsmu held.  Drop our lock on @addr (before removing it). */
 static void wlock_drop(struct nfs_srv *s, int vol, uint32_t addr)
 {
@@ -381,7 +410,7 @@ void nfs_wlocks_reap(struct nfs_srv *s, bool all)
 {
 	double now = nfs_now();
 
-	pthread_mutex_lock(&s->fsmu);
+	pthread_rwlock_wrlock(&s->fsmu);
 	pthread_mutex_lock(&s->mu);
 	for (int i = 0; i < s->nwlocks;) {
 		struct nfs_wlock *w = &s->wlocks[i];
@@ -396,7 +425,7 @@ void nfs_wlocks_reap(struct nfs_srv *s, bool all)
 		*w = s->wlocks[--s->nwlocks];
 	}
 	pthread_mutex_unlock(&s->mu);
-	pthread_mutex_unlock(&s->fsmu);
+	pthread_rwlock_unlock(&s->fsmu);
 }
 
 /* ---- procedures ------------------------------------------------------------------ */
@@ -709,6 +738,63 @@ fail:
 	return RPC_SUCCESS;
 }
 
+/* Is there room for @need more bytes without a doubt?  (fsmu exclusive) */
+static bool surely_room(struct req *q, uint64_t need)
+{
+	struct nfs_vol *v = &q->s->vols[q->vol];
+	double now = nfs_now();
+
+	if (now - v->free_at > 1.0) {
+		struct vmfs_statfs sf;
+
+		if (vmfs_fs_statfs(q->fs, &sf))
+			return false;
+		v->free_bytes = sf.free_blocks * sf.block_size;
+		v->free_at = now;
+	}
+	if (v->free_bytes < need + NFS_EARLY_MARGIN)
+		return false;
+	v->free_bytes -= need;
+	return true;
+}
+
+/* A big UNSTABLE write whose permissions and lock are settled is answered
+ * before its data is written (the client prepares its next call meanwhile);
+ * fsmu stays held until the data is in, so no later call sees the file
+ * without it.  Only with room to spare, so that ENOSPC cannot be the
+ * outcome; an I/O error afterwards is reported by COMMIT.  The reply's
+ * post-op attributes are left out (they are not known yet).
+ * \return false when it could not be answered early (nothing done). */
+static bool write_early(struct req *q, struct xdr_out *o, const struct vmfs_stat *st,
+			uint32_t addr, const uint8_t *data, uint32_t dlen, uint64_t off)
+{
+	size_t at = o->len;
+	int64_t n;
+
+	if (!q->c->send_now || !surely_room(q, dlen))
+		return false;
+	xout_u32(o, NFS3_OK);
+	put_pre(o, st);
+	xout_u32(o, 0);            /* post-op attributes: not yet */
+	xout_u32(o, dlen);
+	xout_u32(o, UNSTABLE);
+	xout_fixed(o, q->s->wverf, 8);
+	if (!nfs_rpc_reply_early(q->c, o)) {
+		o->len = at;
+		q->s->vols[q->vol].free_bytes += dlen;
+		return false;
+	}
+	n = vmfs_pwrite(q->fs, addr, data, dlen, off);
+	if (n != (int64_t)dlen) {
+		nfs_log(q->s, VMFS_LOG_ERR, "write of %u bytes at %" PRIu64 " to FD 0x%08x answered "
+			"early failed (%s): COMMIT will report it", dlen, off, addr,
+			strerror(n < 0 ? (int)-n : EIO));
+		wlock_fail(q->s, q->vol, addr, n < 0 ? (int)n : -EIO);
+	}
+	wlock_mark(q->s, q->vol, addr, true);
+	return true;
+}
+
 static int p_write(struct req *q, struct xdr_in *x, struct xdr_out *o)
 {
 	struct wire_fh fh;
@@ -751,6 +837,9 @@ static int p_write(struct req *q, struct xdr_in *x, struct xdr_out *o)
 		status = errno_to_nfs(r);
 		goto fail;
 	}
+	if (stable == UNSTABLE && dlen >= NFS_EARLY_MIN &&
+	    write_early(q, o, &st, addr, data, dlen, off))
+		return RPC_SUCCESS;
 	n = dlen ? vmfs_pwrite(q->fs, addr, data, dlen, off) : 0;
 	if (n < 0) {
 		status = errno_to_nfs((int)n);
@@ -1293,8 +1382,8 @@ static int p_fsinfo(struct req *q, struct xdr_in *x, struct xdr_out *o)
 		return RPC_SUCCESS;
 	}
 	put_attr_st(q, o, &st);
-	xout_u32(o, NFS_MAXDATA);  /* rtmax */
-	xout_u32(o, NFS_MAXDATA);  /* rtpref */
+	xout_u32(o, NFS_RTMAX);    /* rtmax */
+	xout_u32(o, NFS_RTMAX);    /* rtpref */
 	xout_u32(o, 4096);         /* rtmult */
 	xout_u32(o, NFS_MAXDATA);  /* wtmax */
 	xout_u32(o, NFS_MAXDATA);  /* wtpref */
@@ -1354,6 +1443,8 @@ static int p_commit(struct req *q, struct xdr_in *x, struct xdr_out *o)
 	}
 	if (!status) {
 		r = vmfs_fs_sync(q->fs);
+		if (!r)
+			r = wlock_take_err(q->s, q->vol, addr);
 		status = errno_to_nfs(r);
 		if (!r)
 			wlock_mark(q->s, q->vol, addr, false);
@@ -1379,7 +1470,12 @@ int nfs3_dispatch(struct nfs_call *c, uint32_t proc, struct xdr_in *x, struct xd
 		return RPC_SYSTEM_ERR;
 	q->c = c;
 	q->s = c->s;
-	pthread_mutex_lock(&c->s->fsmu);
+	/* calls that change nothing share the filesystem with each other */
+	if (proc == 1 || (proc >= 3 && proc <= 6) || (proc >= 16 && proc <= 20)) {
+		pthread_rwlock_rdlock(&c->s->fsmu);
+	} else {
+		pthread_rwlock_wrlock(&c->s->fsmu);
+	}
 	switch (proc) {
 	case 1: r = p_getattr(q, x, o); break;
 	case 2: r = p_setattr(q, x, o); break;
@@ -1403,7 +1499,7 @@ int nfs3_dispatch(struct nfs_call *c, uint32_t proc, struct xdr_in *x, struct xd
 	case 20: r = p_pathconf(q, x, o); break;
 	default: r = p_commit(q, x, o); break;
 	}
-	pthread_mutex_unlock(&c->s->fsmu);
+	pthread_rwlock_unlock(&c->s->fsmu);
 	free(q);
 	return r;
 }

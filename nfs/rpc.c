@@ -106,12 +106,60 @@ static int pmap_dispatch(struct nfs_call *c, uint32_t proc, struct xdr_in *x, st
 	return RPC_PROC_UNAVAIL;
 }
 
+static void patch_mark(struct xdr_out *o, size_t start)
+{
+	uint32_t mark = 0x80000000u | (uint32_t)(o->len - start - 4);
+	uint8_t *m = o->buf + start;
+
+	m[0] = (uint8_t)(mark >> 24);
+	m[1] = (uint8_t)(mark >> 16);
+	m[2] = (uint8_t)(mark >> 8);
+	m[3] = (uint8_t)mark;
+}
+
+bool nfs_rpc_reply_early(struct nfs_call *c, struct xdr_out *o)
+{
+	if (!c->send_now || o->err || o->len - c->start - 4 > 0x7fffffff)
+		return false;
+	patch_mark(o, c->start);
+	if (!c->send_now(c->send_ctx, o->buf + c->start, o->len - c->start))
+		return false;
+	o->len = c->start;
+	c->sent = true;
+	return true;
+}
+
+bool nfs_rpc_is_bulk(const uint8_t *rec, size_t len)
+{
+	struct xdr_in x;
+	uint32_t n, prog, proc;
+
+	if (len >= NFS_BULK)
+		return true;           /* a big WRITE */
+	xin_init(&x, rec, len);
+	xin_fixed(&x, 12);         /* xid, CALL, RPC version */
+	prog = xin_u32(&x);
+	xin_u32(&x);
+	proc = xin_u32(&x);
+	if (x.err || prog != NFS_PROG || proc != 6)
+		return false;
+	xin_u32(&x);
+	xin_var(&x, &n, 400);      /* credential */
+	xin_u32(&x);
+	xin_var(&x, &n, 400);      /* verifier */
+	xin_var(&x, &n, 64);       /* READ3args: file, offset, count */
+	xin_u64(&x);
+	n = xin_u32(&x);
+	return !x.err && n >= NFS_BULK;
+}
+
 void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
-		     struct xdr_out *o)
+		     struct xdr_out *o, nfs_send_now_fn send_now, void *send_ctx)
 {
 	size_t start = o->len;
 	struct xdr_in x;
-	struct nfs_call c = { .s = s, .peer = peer };
+	struct nfs_call c = { .s = s, .peer = peer, .send_now = send_now, .send_ctx = send_ctx,
+			      .start = start };
 	uint32_t xid, mtype, rpcvers, prog, vers, proc, flavor, vflavor, clen, vlen;
 	const uint8_t *cred, *verf;
 	size_t hdr;
@@ -184,6 +232,10 @@ void nfs_rpc_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_
 		st = mount3_dispatch(&c, proc, &x, o);
 	else
 		st = pmap_dispatch(&c, proc, &x, o);
+	if (c.sent) {
+		o->len = start;        /* answered already */
+		return;
+	}
 	if (getenv("VMFS_NFS_TRACE"))
 		nfs_log(s, VMFS_LOG_INFO, "call prog %u proc %u (%.0f us) -> rpc %d nfs %u", prog, proc,
 			(nfs_now() - t0) * 1e6, st,
@@ -200,23 +252,30 @@ done:
 		o->err = false;
 		return;
 	}
-	{
-		uint32_t mark = 0x80000000u | (uint32_t)(o->len - start - 4);
-		uint8_t *m = o->buf + start;
+	patch_mark(o, start);
+}
 
-		m[0] = (uint8_t)(mark >> 24);
-		m[1] = (uint8_t)(mark >> 16);
-		m[2] = (uint8_t)(mark >> 8);
-		m[3] = (uint8_t)mark;
-	}
+/* nfs_srv_process's early replies: kept for the caller like the others. */
+static bool keep_early(void *ctx, const uint8_t *p, size_t n)
+{
+	struct xdr_out *early = ctx;
+
+	xout_fixed(early, p, n);       /* a whole record: a multiple of 4 */
+	return !early->err;
 }
 
 void nfs_srv_process(struct nfs_srv *s, uint32_t peer, const uint8_t *rec, size_t len,
 		     uint8_t **reply, size_t *reply_len)
 {
-	struct xdr_out o = { 0 };
+	struct xdr_out o = { 0 }, early = { 0 };
 
-	nfs_rpc_process(s, peer, rec, len, &o);
+	nfs_rpc_process(s, peer, rec, len, &o, keep_early, &early);
+	if (early.len) {
+		xout_free(&o);
+		o = early;
+	} else {
+		xout_free(&early);
+	}
 	if (!o.len)
 		xout_free(&o);
 	*reply = o.buf;

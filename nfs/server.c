@@ -1,5 +1,6 @@
-/* TCP transport: listeners, one thread per connection reading RPC records
- * (record marking, RFC 5531 §11), the write-lock reaper, start/stop. */
+/* TCP transport: listeners, a worker pool reading RPC records (record
+ * marking, RFC 5531 §11) and running the calls, the write-lock reaper,
+ * start/stop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,16 +19,6 @@
 #include <openssl/rand.h>
 
 #include "internal.h"
-
-struct nfs_conn {
-	struct nfs_srv *s;
-	int fd;
-	uint32_t peer;
-	struct nfs_conn *next;
-	/* buffered reader */
-	uint8_t rbuf[65536];
-	size_t rpos, rlen;
-};
 
 int nfs_srv_create(vmfs_log_fn log, void *log_ctx, struct nfs_srv **out)
 {
@@ -36,9 +29,16 @@ int nfs_srv_create(vmfs_log_fn log, void *log_ctx, struct nfs_srv **out)
 	s->log = log;
 	s->log_ctx = log_ctx;
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_mutex_init(&s->fsmu, NULL);
-	pthread_cond_init(&s->conns_cv, NULL);
+	pthread_rwlockattr_t ra;
+
+	pthread_rwlockattr_init(&ra);
+	/* a WRITE waiting does not starve behind a stream of READs */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->fsmu, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	s->wake[0] = s->wake[1] = -1;
+	s->ep = s->qev = -1;
+	s->qtail = &s->queue;
 	/* the write verifier changes with every server instance (RFC 1813 §3.3.7) */
 	if (RAND_bytes(s->wverf, sizeof(s->wverf)) != 1) {
 		struct timespec ts;
@@ -149,67 +149,178 @@ int nfs_srv_listen_portmap(struct nfs_srv *s, const char *addr, char *err, size_
 	return r;
 }
 
-/* ---- connections ------------------------------------------------------------ */
+/* ---- connections ------------------------------------------------------------
+ *
+ * A pool of NFS_WORKERS threads serves every connection (leader/follower):
+ * idle workers wait in one epoll set where each connection is armed
+ * EPOLLONESHOT, so exactly one worker at a time reads a given socket.  That
+ * worker reads without blocking whatever the socket holds (in the middle of
+ * a big record it asks, with SO_RCVLOWAT, to be woken only when all of it is
+ * there), keeps the first complete record to run itself and queues the
+ * others at once for idle workers (an eventfd in the same epoll set wakes
+ * them), then re-arms the socket, so the calls that follow are read by
+ * another worker while it runs its own.  Replies go out whole, one at a time
+ * per connection (wmu), in completion order: RPC matches them by xid.  A
+ * connection has at most NFS_CONN_JOBS calls in flight; past that it is not
+ * read until half of them are answered. */
 
-static int conn_read(struct nfs_conn *c, void *dst, size_t n)
+struct nfs_job {
+	struct nfs_job *next;
+	struct nfs_conn *c;
+	uint8_t *buf;              /* the record */
+	size_t len;
+	bool big;                  /* buf came from the big-buffer pool */
+	bool bulk;                 /* nfs_rpc_is_bulk */
+};
+
+struct nfs_conn {
+	struct nfs_srv *s;
+	int fd;
+	uint32_t peer;
+	struct nfs_conn *next;
+	int refs;                  /* s->mu: the reader (until EOF) + jobs */
+	int jobs;                  /* s->mu: calls read and not yet answered */
+	bool paused;               /* s->mu: too many jobs, not armed */
+	pthread_mutex_t wmu;       /* one reply on the wire at a time */
+	bool broken;               /* wmu: a send failed, drop further replies */
+	/* reader state, touched only by the worker that holds the event */
+	int lowat;                 /* SO_RCVLOWAT set */
+	uint8_t mark[4];
+	unsigned mlen;             /* bytes of the fragment header read */
+	bool in_frag, last_frag, over, big;
+	uint32_t frag_left;
+	uint8_t *rec;
+	size_t len, cap;
+	uint8_t head[8];           /* xid and direction of an oversize record */
+	size_t hlen;
+	uint8_t rbuf[65536];
+	size_t rpos, rlen;
+};
+
+#define SMALL_RECORD 65536u
+
+static uint8_t *big_get(struct nfs_srv *s)
 {
-	uint8_t *d = dst;
+	uint8_t *b = NULL;
 
-	while (n) {
-		if (c->rpos == c->rlen) {
-			ssize_t r;
-
-			if (d && n >= sizeof(c->rbuf)) {
-				r = read(c->fd, d, n);
-				if (r <= 0)
-					return r < 0 && errno == EINTR ? 0 : -1;
-				d += r;
-				n -= (size_t)r;
-				continue;
-			}
-			r = read(c->fd, c->rbuf, sizeof(c->rbuf));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				return -1;
-			c->rpos = 0;
-			c->rlen = (size_t)r;
-		}
-		size_t k = c->rlen - c->rpos < n ? c->rlen - c->rpos : n;
-
-		if (d) {
-			memcpy(d, c->rbuf + c->rpos, k);
-			d += k;
-		}
-		c->rpos += k;
-		n -= k;
-	}
-	return 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->nbig)
+		b = s->bigs[--s->nbig];
+	pthread_mutex_unlock(&s->mu);
+	return b ? b : malloc(NFS_MAX_RECORD);
 }
 
-static int conn_write(int fd, const uint8_t *p, size_t n)
+static void buf_put(struct nfs_srv *s, uint8_t *b, bool big)
 {
+	if (b && big) {
+		pthread_mutex_lock(&s->mu);
+		if (s->nbig < NFS_BIG_KEEP) {
+			s->bigs[s->nbig++] = b;
+			b = NULL;
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	free(b);
+}
+
+static void conn_unref(struct nfs_conn *c)
+{
+	struct nfs_srv *s = c->s;
+	bool last;
+
+	pthread_mutex_lock(&s->mu);
+	last = --c->refs == 0;
+	if (last) {
+		for (struct nfs_conn **pp = &s->conns; *pp; pp = &(*pp)->next) {
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		}
+		s->nconns--;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!last)
+		return;
+	close(c->fd);
+	buf_put(s, c->rec, c->big);
+	pthread_mutex_destroy(&c->wmu);
+	free(c);
+}
+
+static void conn_arm(struct nfs_conn *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = c };
+
+	epoll_ctl(c->s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Send a whole buffer (wmu held).  A client that stops reading for
+ * NFS_SEND_TIMEOUT_S loses its connection. */
+static int conn_send(struct nfs_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->broken)
+		return -1;
 	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w <= 0) {
+			c->broken = true;
+			shutdown(c->fd, SHUT_RDWR);
 			return -1;
+		}
 		p += w;
 		n -= (size_t)w;
 	}
 	return 0;
 }
 
+/* nfs_send_now_fn: a reply sent before its call is done, only when that
+ * cannot wait on another reply or on a client that does not read. */
+static bool conn_send_now(void *ctx, const uint8_t *p, size_t n)
+{
+	struct nfs_conn *c = ctx;
+	ssize_t w;
+
+	if (pthread_mutex_trylock(&c->wmu))
+		return false;
+	if (c->broken) {
+		pthread_mutex_unlock(&c->wmu);
+		return false;
+	}
+	w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		pthread_mutex_unlock(&c->wmu);
+		return false;
+	}
+	if (w < 0) {
+		c->broken = true;
+		shutdown(c->fd, SHUT_RDWR);
+	} else if ((size_t)w < n) {
+		conn_send(c, p + w, n - (size_t)w);   /* the rest of a record begun */
+	}
+	pthread_mutex_unlock(&c->wmu);
+	return true;
+}
+
+static void conn_reply(struct nfs_conn *c, const uint8_t *p, size_t n)
+{
+	pthread_mutex_lock(&c->wmu);
+	conn_send(c, p, n);
+	pthread_mutex_unlock(&c->wmu);
+}
+
 /* A record too big to hold: answer GARBAGE_ARGS from its header. */
-static int reply_oversize(struct nfs_conn *c, const uint8_t *head, size_t n)
+static void reply_oversize(struct nfs_conn *c)
 {
 	uint8_t r[28];
 	uint32_t v[7] = { 0x80000000u | 24, 0, 1, 0, FLAVOR_NONE, 0, RPC_GARBAGE_ARGS };
+	const uint8_t *head = c->head;
 
-	if (n < 8 || head[4] || head[5] || head[6] || head[7])
-		return 0;           /* not a call */
+	if (c->hlen < 8 || head[4] || head[5] || head[6] || head[7])
+		return;             /* not a call */
 	memcpy(&v[1], head, 4);
 	v[1] = ntohl(v[1]);
 	for (int i = 0; i < 7; i++) {
@@ -218,76 +329,278 @@ static int reply_oversize(struct nfs_conn *c, const uint8_t *head, size_t n)
 		memcpy(r + i * 4, &be, 4);
 	}
 	nfs_log(c->s, VMFS_LOG_WARN, "dropped an RPC record over %u bytes", NFS_MAX_RECORD);
-	return conn_write(c->fd, r, sizeof(r));
+	conn_reply(c, r, sizeof(r));
 }
 
-static void *conn_main(void *arg)
+/* Up to @n bytes from the connection into @dst (NULL: discard).
+ * \return bytes moved, 0 when nothing is there now, -1 at EOF or error. */
+static ssize_t conn_fill(struct nfs_conn *c, uint8_t *dst, size_t n)
 {
-	struct nfs_conn *c = arg;
+	size_t k;
+
+	if (c->rpos == c->rlen) {
+		bool direct = dst && n >= sizeof(c->rbuf);
+		ssize_t r = recv(c->fd, direct ? dst : c->rbuf, direct ? n : sizeof(c->rbuf),
+				 MSG_DONTWAIT);
+
+		if (r < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		if (r == 0)
+			return -1;
+		if (direct)
+			return r;
+		c->rpos = 0;
+		c->rlen = (size_t)r;
+	}
+	k = c->rlen - c->rpos < n ? c->rlen - c->rpos : n;
+	if (dst)
+		memcpy(dst, c->rbuf + c->rpos, k);
+	c->rpos += k;
+	return (ssize_t)k;
+}
+
+/* Room for @flen more bytes of the current record; false: it is oversize. */
+static bool rec_room(struct nfs_conn *c, uint32_t flen)
+{
+	uint8_t *b;
+
+	if (flen > NFS_MAX_RECORD - c->len)
+		return false;
+	if (c->len + flen <= c->cap)
+		return true;
+	if (!c->len && c->last_frag && flen <= SMALL_RECORD) {
+		b = malloc(flen ? flen : 1);
+		if (!b)
+			return false;
+		buf_put(c->s, c->rec, c->big);
+		c->cap = flen;
+		c->big = false;
+	} else {
+		b = big_get(c->s);
+		if (!b)
+			return false;
+		if (c->len)
+			memcpy(b, c->rec, c->len);
+		buf_put(c->s, c->rec, c->big);
+		c->cap = NFS_MAX_RECORD;
+		c->big = true;
+	}
+	c->rec = b;
+	return true;
+}
+
+static void queue_jobs(struct nfs_srv *s, struct nfs_job *first, struct nfs_job **tail);
+
+/* Read what the socket holds.  Small calls are appended to *mine, for the
+ * caller to run one after the other and answer together (cheaper than a
+ * thread each); a bulk call too when *mine is empty, other bulk calls are
+ * queued at once for other workers.
+ * \return 1 more to read later (armed or paused), 0 at EOF/error. */
+static int conn_pump(struct nfs_conn *c, struct nfs_job **mine)
+{
 	struct nfs_srv *s = c->s;
-	uint8_t *rec = malloc(NFS_MAX_RECORD);
-	struct xdr_out out = { 0 };    /* kept across calls: no 1 MiB malloc per READ */
-	size_t len = 0;
-	bool over = false;
+	struct nfs_job **tail = mine;
+	ssize_t r;
 
-	while (rec && !s->stop) {
-		uint8_t m[4];
-		uint32_t mark, flen;
-
-		if (conn_read(c, m, 4))
-			break;
-		mark = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
-		flen = mark & 0x7fffffffu;
-		if (!over && flen <= NFS_MAX_RECORD - len) {
-			if (conn_read(c, rec + len, flen))
+	while (*tail)
+		tail = &(*tail)->next;
+	for (;;) {
+		if (!c->in_frag) {
+			r = conn_fill(c, c->mark + c->mlen, 4 - c->mlen);
+			if (r <= 0)
 				break;
-			len += flen;
-		} else {
-			if (!over && len < 8) {     /* keep the xid and direction */
-				size_t k = flen < 8 - len ? flen : 8 - len;
+			c->mlen += (unsigned)r;
+			if (c->mlen < 4)
+				continue;
+			uint32_t mark = (uint32_t)c->mark[0] << 24 | (uint32_t)c->mark[1] << 16 |
+					(uint32_t)c->mark[2] << 8 | c->mark[3];
 
-				if (conn_read(c, rec + len, k))
-					break;
-				len += k;
-				flen -= (uint32_t)k;
+			c->mlen = 0;
+			c->in_frag = true;
+			c->last_frag = mark >> 31;
+			c->frag_left = mark & 0x7fffffffu;
+			if (!c->over && !rec_room(c, c->frag_left)) {
+				/* keep the xid and direction for the error reply */
+				c->hlen = c->len < 8 ? c->len : 8;
+				if (c->hlen)
+					memcpy(c->head, c->rec, c->hlen);
+				c->over = true;
 			}
-			over = true;
-			if (conn_read(c, NULL, flen))
-				break;
 		}
-		if (!(mark & 0x80000000u))
+		if (c->frag_left) {
+			if (c->over && c->hlen < 8) {
+				size_t want = 8 - c->hlen < c->frag_left ? 8 - c->hlen : c->frag_left;
+
+				r = conn_fill(c, c->head + c->hlen, want);
+				if (r > 0)
+					c->hlen += (size_t)r;
+			} else {
+				r = conn_fill(c, c->over ? NULL : c->rec + c->len, c->frag_left);
+				if (r > 0 && !c->over)
+					c->len += (size_t)r;
+			}
+			if (r <= 0)
+				break;
+			c->frag_left -= (uint32_t)r;
 			continue;
-		if (over) {
-			if (reply_oversize(c, rec, len))
-				break;
-		} else {
-			/* replies to calls that arrived together go out together */
-			nfs_rpc_process(s, c->peer, rec, len, &out);
-			if (out.len && (c->rpos == c->rlen || out.len >= (256u << 10))) {
-				int w = conn_write(c->fd, out.buf, out.len);
-
-				out.len = 0;
-				if (w)
-					break;
-			}
 		}
-		len = 0;
-		over = false;
+		c->in_frag = false;
+		if (!c->last_frag)
+			continue;
+		if (c->over) {
+			reply_oversize(c);
+			c->over = false;
+			c->hlen = 0;
+			c->len = 0;
+			continue;
+		}
+		struct nfs_job *j = malloc(sizeof(*j));
+
+		if (!j) {
+			r = -1;
+			break;
+		}
+		*j = (struct nfs_job){ .c = c, .buf = c->rec, .len = c->len, .big = c->big,
+				       .bulk = nfs_rpc_is_bulk(c->rec, c->len) };
+		c->rec = NULL;
+		c->len = c->cap = 0;
+		pthread_mutex_lock(&s->mu);
+		c->refs++;
+		bool full = ++c->jobs >= NFS_CONN_JOBS;
+
+		if (full)
+			c->paused = true;
+		pthread_mutex_unlock(&s->mu);
+		if (!j->bulk || !*mine) {
+			*tail = j;
+			tail = &j->next;
+		} else {
+			queue_jobs(s, j, &j->next);
+		}
+		if (full)
+			return 1;
+	}
+	if (r < 0) {
+		epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+		return 0;
+	}
+	/* in the middle of a big fragment, sleep until all of it is there */
+	int lowat = c->in_frag && !c->over && c->frag_left > sizeof(c->rbuf) ? (int)c->frag_left : 1;
+
+	if (lowat != c->lowat && !setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)))
+		c->lowat = lowat;
+	conn_arm(c);
+	return 1;
+}
+
+static void queue_jobs(struct nfs_srv *s, struct nfs_job *first, struct nfs_job **tail)
+{
+	uint64_t n = 0;
+
+	if (!first)
+		return;
+	for (struct nfs_job *j = first; j; j = j->next)
+		n++;
+	pthread_mutex_lock(&s->mu);
+	*s->qtail = first;
+	s->qtail = tail;
+	pthread_mutex_unlock(&s->mu);
+	(void)!write(s->qev, &n, sizeof(n));
+}
+
+static struct nfs_job *pop_job(struct nfs_srv *s)
+{
+	struct nfs_job *j;
+
+	pthread_mutex_lock(&s->mu);
+	j = s->queue;
+	if (j) {
+		s->queue = j->next;
+		if (!s->queue)
+			s->qtail = &s->queue;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return j;
+}
+
+/* Run the calls of @list (one connection's) in order, their replies sent
+ * together.  \return calls to run next (read on a resumed connection). */
+static struct nfs_job *run_jobs(struct nfs_srv *s, struct nfs_job *list, struct xdr_out *out)
+{
+	struct nfs_conn *c = list->c;
+	struct nfs_job *mine = NULL;
+	bool resume = false;
+	int n = 0;
+
+	out->len = 0;
+	for (struct nfs_job *j = list; j; j = j->next) {
+		nfs_rpc_process(s, c->peer, j->buf, j->len, out, conn_send_now, c);
+		if (out->len && (out->len >= (256u << 10) || !j->next)) {
+			conn_reply(c, out->buf, out->len);
+			out->len = 0;
+		}
+	}
+	while (list) {
+		struct nfs_job *j = list;
+
+		list = j->next;
+		buf_put(s, j->buf, j->big);
+		free(j);
+		n++;
+	}
+	if (out->cap > (4u << 20)) {
+		xout_free(out);
+		*out = (struct xdr_out){ 0 };
+	}
+	pthread_mutex_lock(&s->mu);
+	c->jobs -= n;
+	if (c->paused && c->jobs <= NFS_CONN_JOBS / 2) {
+		c->paused = false;
+		resume = true;
+	}
+	c->refs -= n - 1;          /* the last one below */
+	pthread_mutex_unlock(&s->mu);
+	/* read on in this worker: what is buffered first, then the socket */
+	if (resume && !conn_pump(c, &mine))
+		conn_unref(c);      /* the reader's reference */
+	conn_unref(c);
+	return mine;
+}
+
+static void *worker_main(void *arg)
+{
+	struct nfs_srv *s = arg;
+	struct xdr_out out = { 0 };    /* kept across calls: no 1 MiB malloc per READ */
+
+	while (!s->stop) {
+		struct nfs_job *j = pop_job(s);
+		struct epoll_event ev;
+		int n;
+
+		if (j) {
+			j->next = NULL;
+			while (j)
+				j = run_jobs(s, j, &out);
+			continue;
+		}
+		n = epoll_wait(s->ep, &ev, 1, -1);
+		if (n <= 0 || s->stop)
+			continue;
+		if (ev.data.ptr == &s->qev) {
+			uint64_t v;
+
+			(void)!read(s->qev, &v, sizeof(v));
+			continue;
+		}
+		if (ev.data.ptr == &s->wake)
+			continue;
+		j = NULL;
+		if (!conn_pump(ev.data.ptr, &j))
+			conn_unref(ev.data.ptr);
+		while (j)
+			j = run_jobs(s, j, &out);
 	}
 	xout_free(&out);
-	free(rec);
-	close(c->fd);
-	pthread_mutex_lock(&s->mu);
-	for (struct nfs_conn **pp = &s->conns; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-	s->nconns--;
-	pthread_cond_broadcast(&s->conns_cv);
-	pthread_mutex_unlock(&s->mu);
-	free(c);
 	return NULL;
 }
 
@@ -313,8 +626,8 @@ static void *accept_main(void *arg)
 			struct sockaddr_storage ss;
 			socklen_t sl = sizeof(ss);
 			struct nfs_conn *c;
-			pthread_attr_t at;
-			pthread_t t;
+			struct timeval tv = { .tv_sec = NFS_SEND_TIMEOUT_S };
+			struct epoll_event ev;
 			int fd, one = 1, bufsz = 4 << 20;
 
 			if (!(p[i].revents & POLLIN))
@@ -326,15 +639,7 @@ static void *accept_main(void *arg)
 			/* room for a whole 1 MiB READ reply / WRITE call in flight */
 			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
-			pthread_mutex_lock(&s->mu);
-			bool full = s->nconns >= NFS_MAX_CONNS;
-			pthread_mutex_unlock(&s->mu);
-			if (full) {
-				nfs_log(s, VMFS_LOG_WARN, "%d connections open: refusing another",
-					NFS_MAX_CONNS);
-				close(fd);
-				continue;
-			}
+			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 			c = calloc(1, sizeof(*c));
 			if (!c) {
 				close(fd);
@@ -342,24 +647,31 @@ static void *accept_main(void *arg)
 			}
 			c->s = s;
 			c->fd = fd;
+			c->refs = 1;
+			c->lowat = 1;
+			pthread_mutex_init(&c->wmu, NULL);
 			if (ss.ss_family == AF_INET)
 				c->peer = ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr);
 			pthread_mutex_lock(&s->mu);
-			c->next = s->conns;
-			s->conns = c;
-			s->nconns++;
-			pthread_mutex_unlock(&s->mu);
-			pthread_attr_init(&at);
-			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-			if (pthread_create(&t, &at, conn_main, c)) {
-				pthread_mutex_lock(&s->mu);
-				s->conns = c->next;
-				s->nconns--;
-				pthread_mutex_unlock(&s->mu);
-				close(fd);
-				free(c);
+			bool full = s->nconns >= NFS_MAX_CONNS;
+
+			if (!full) {
+				c->next = s->conns;
+				s->conns = c;
+				s->nconns++;
 			}
-			pthread_attr_destroy(&at);
+			pthread_mutex_unlock(&s->mu);
+			if (full) {
+				nfs_log(s, VMFS_LOG_WARN, "%d connections open: refusing another",
+					NFS_MAX_CONNS);
+				pthread_mutex_destroy(&c->wmu);
+				free(c);
+				close(fd);
+				continue;
+			}
+			ev = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT, .data.ptr = c };
+			if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev))
+				conn_unref(c);
 		}
 	}
 	return NULL;
@@ -380,6 +692,43 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
+/* Stop every thread, then drop the queued calls and the connections. */
+static void stop_threads(struct nfs_srv *s)
+{
+	struct nfs_job *j;
+
+	if (!s->started)
+		return;
+	s->stop = true;
+	pthread_mutex_lock(&s->mu);
+	for (struct nfs_conn *c = s->conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);   /* no worker stays in a send */
+	pthread_mutex_unlock(&s->mu);
+	if (s->wake[1] >= 0)
+		(void)!write(s->wake[1], "x", 1);     /* level-triggered: wakes every worker */
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	if (s->have_accept)
+		pthread_join(s->accept_thr, NULL);
+	if (s->have_reaper)
+		pthread_join(s->reaper_thr, NULL);
+	while ((j = pop_job(s))) {
+		struct nfs_conn *c = j->c;
+
+		buf_put(s, j->buf, j->big);
+		free(j);
+		conn_unref(c);
+	}
+	while (s->conns) {
+		/* the reader references left (at most one each) */
+		struct nfs_conn *c = s->conns;
+
+		c->refs = 1;
+		conn_unref(c);
+	}
+	s->started = false;
+}
+
 int nfs_srv_start(struct nfs_srv *s)
 {
 	int r;
@@ -388,21 +737,41 @@ int nfs_srv_start(struct nfs_srv *s)
 		return -EINVAL;
 	if (pipe2(s->wake, O_CLOEXEC))
 		return -errno;
-	r = pthread_create(&s->accept_thr, NULL, accept_main, s);
-	if (r)
-		return -r;
-	r = pthread_create(&s->reaper_thr, NULL, reaper_main, s);
-	if (r) {
-		s->stop = true;
-		(void)!write(s->wake[1], "x", 1);
-		pthread_join(s->accept_thr, NULL);
-		return -r;
+	s->ep = epoll_create1(EPOLL_CLOEXEC);
+	s->qev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+	if (s->ep < 0 || s->qev < 0)
+		return -errno;
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->qev };
+
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->qev, &ev))
+			return -errno;
+		ev.data.ptr = &s->wake;
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->wake[0], &ev))
+			return -errno;
 	}
 	s->started = true;
+	for (int i = 0; i < NFS_WORKERS; i++) {
+		r = pthread_create(&s->workers[i], NULL, worker_main, s);
+		if (r)
+			goto fail;
+		s->nworkers++;
+	}
+	r = pthread_create(&s->accept_thr, NULL, accept_main, s);
+	if (r)
+		goto fail;
+	s->have_accept = true;
+	r = pthread_create(&s->reaper_thr, NULL, reaper_main, s);
+	if (r)
+		goto fail;
+	s->have_reaper = true;
 	/* serving the portmapper ourselves means no rpcbind owns port 111 */
 	if (s->nfs_port && !s->have_pmap && nfs_rpcbind_set(s, true) == 0)
 		s->registered = true;
 	return 0;
+fail:
+	stop_threads(s);
+	return -r;
 }
 
 void nfs_srv_destroy(struct nfs_srv *s)
@@ -411,18 +780,7 @@ void nfs_srv_destroy(struct nfs_srv *s)
 		return;
 	if (s->registered)
 		nfs_rpcbind_set(s, false);
-	if (s->started) {
-		s->stop = true;
-		(void)!write(s->wake[1], "x", 1);
-		pthread_join(s->accept_thr, NULL);
-		pthread_join(s->reaper_thr, NULL);
-		pthread_mutex_lock(&s->mu);
-		for (struct nfs_conn *c = s->conns; c; c = c->next)
-			shutdown(c->fd, SHUT_RDWR);
-		while (s->nconns)
-			pthread_cond_wait(&s->conns_cv, &s->mu);
-		pthread_mutex_unlock(&s->mu);
-	}
+	stop_threads(s);
 	nfs_wlocks_reap(s, true);
 	for (int i = 0; i < s->nlfd; i++)
 		close(s->lfd[i]);
@@ -430,11 +788,16 @@ void nfs_srv_destroy(struct nfs_srv *s)
 		close(s->wake[0]);
 		close(s->wake[1]);
 	}
+	if (s->ep >= 0)
+		close(s->ep);
+	if (s->qev >= 0)
+		close(s->qev);
+	for (int i = 0; i < s->nbig; i++)
+		free(s->bigs[i]);
 	for (int i = 0; i < s->nexports; i++)
 		free(s->exports[i]);
 	free(s->wlocks);
 	pthread_mutex_destroy(&s->mu);
-	pthread_mutex_destroy(&s->fsmu);
-	pthread_cond_destroy(&s->conns_cv);
+	pthread_rwlock_destroy(&s->fsmu);
 	free(s);
 }

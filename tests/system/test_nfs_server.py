@@ -154,6 +154,38 @@ def test_libnfs_tools_copy_in_and_out(srv, tmp_path):
     assert r.returncode == 0 and ".vmfsd-nfs.key" not in r.stdout and "data" in r.stdout
 
 
+def run_together(*cmds):
+    """Start every command at once; each must succeed.  Their outputs."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for c in cmds]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out
+    return outs
+
+
+def test_concurrent_calls_on_one_connection(srv, tmp_path):
+    """Calls of one connection run in parallel and are answered in any order
+    (RPC matches replies by xid): nfs-cp sends its READs (rtmax 256 KiB) four
+    at a time, nfs_client pipeline keeps 16 WRITEs and then 80 READs and
+    metadata calls in flight on one connection, while another client changes
+    metadata in a loop; every reply and both checksums must be right."""
+    src = tmp_path / "conc.bin"
+    src.write_bytes(os.urandom(32 << 20))
+    client = [prog_path("nfs_client")]
+    where = ["127.0.0.1", str(srv.port), "/"]
+    outs = run_together(["nfs-cp", str(src), srv.url("/data/conc.bin")],
+                        client + ["meta"] + where + ["meta1"],
+                        client + ["pipeline"] + where + ["pipe.bin"])
+    assert "ALL OK" in outs[1] and "ALL OK" in outs[2], outs
+    assert "16 WRITEs" in outs[2] and "54 READs (data checked)" in outs[2], outs[2]
+    back = tmp_path / "conc.back"
+    outs = run_together(["nfs-cp", srv.url("/data/conc.bin"), str(back)],
+                        client + ["meta"] + where + ["meta2"])
+    assert "ALL OK" in outs[1], outs[1]
+    assert md5(src) == md5(back)
+
+
 def test_forged_and_altered_handles(srv):
     r = srv.client("forge", "/")
     assert r.returncode == 0 and "ALL OK" in r.stdout, r.stdout + r.stderr
