@@ -154,15 +154,16 @@ int nfs_srv_listen_portmap(struct nfs_srv *s, const char *addr, char *err, size_
  * A pool of NFS_WORKERS threads serves every connection (leader/follower):
  * idle workers wait in one epoll set where each connection is armed
  * EPOLLONESHOT, so exactly one worker at a time reads a given socket.  That
- * worker reads without blocking whatever the socket holds (in the middle of
- * a big record it asks, with SO_RCVLOWAT, to be woken only when all of it is
- * there), keeps the first complete record to run itself and queues the
- * others at once for idle workers (an eventfd in the same epoll set wakes
- * them), then re-arms the socket, so the calls that follow are read by
- * another worker while it runs its own.  Replies go out whole, one at a time
- * per connection (wmu), in completion order: RPC matches them by xid.  A
- * connection has at most NFS_CONN_JOBS calls in flight; past that it is not
- * read until half of them are answered. */
+ * worker reads without blocking whatever the socket holds (a big WRITE is
+ * copied out piece by piece while the client is still sending it), keeps
+ * the small calls and the first bulk one to run itself, queues the other
+ * bulk calls at once for idle workers (an eventfd in the same epoll set
+ * wakes them), then re-arms the socket, so the calls that follow are read
+ * by another worker while it runs its own; its small calls' replies go out
+ * together.  Replies go out whole, one at a time per connection (wmu), in
+ * completion order: RPC matches them by xid.  A connection has at most
+ * NFS_CONN_JOBS calls in flight; past that it is not read until half of
+ * them are answered. */
 
 struct nfs_job {
 	struct nfs_job *next;
@@ -184,7 +185,6 @@ struct nfs_conn {
 	pthread_mutex_t wmu;       /* one reply on the wire at a time */
 	bool broken;               /* wmu: a send failed, drop further replies */
 	/* reader state, touched only by the worker that holds the event */
-	int lowat;                 /* SO_RCVLOWAT set */
 	uint8_t mark[4];
 	unsigned mlen;             /* bytes of the fragment header read */
 	bool in_frag, last_frag, over, big;
@@ -484,11 +484,6 @@ static int conn_pump(struct nfs_conn *c, struct nfs_job **mine)
 		epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 		return 0;
 	}
-	/* in the middle of a big fragment, sleep until all of it is there */
-	int lowat = c->in_frag && !c->over && c->frag_left > sizeof(c->rbuf) ? (int)c->frag_left : 1;
-
-	if (lowat != c->lowat && !setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)))
-		c->lowat = lowat;
 	conn_arm(c);
 	return 1;
 }
@@ -648,7 +643,6 @@ static void *accept_main(void *arg)
 			c->s = s;
 			c->fd = fd;
 			c->refs = 1;
-			c->lowat = 1;
 			pthread_mutex_init(&c->wmu, NULL);
 			if (ss.ss_family == AF_INET)
 				c->peer = ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr);
