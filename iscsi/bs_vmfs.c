@@ -27,6 +27,7 @@
 #include "vmfs/blockdev.h"
 #include "vmfs/fs.h"
 #include "vmfs/host.h"
+#include "vmfs/thinprov.h"
 #include "backing.h"
 
 /* File blocks freed per fs transaction: bounds the size of one journal
@@ -249,47 +250,6 @@ static const struct backing_ops vmfs_ops = {
 	.lba_status = v_lba_status, .close = v_close,
 };
 
-/* A VMDK descriptor ("# Disk DescriptorFile") with one flat extent line
- * (RW|RDONLY SECTORS VMFS|FLAT "NAME"): the disk's data is in NAME, next to
- * the descriptor unless absolute.  \return 1 with @flat and *thin set, 0 when
- * @addr is no descriptor, negative errno for one we cannot serve. */
-static int descriptor(struct vmfs_fs *fs, uint32_t addr, const char *path, char *flat,
-		      size_t flatlen, bool *thin)
-{
-	char text[8192], *line, *next, name[256] = "";
-	int64_t n = vmfs_pread(fs, addr, text, sizeof(text) - 1, 0);
-	const char *slash;
-	int extents = 0;
-
-	if (n < 21 || memcmp(text, "# Disk DescriptorFile", 21))
-		return 0;
-	text[n] = 0;
-	for (line = text; line; line = next) {
-		char access[8], kind[16], q[256];
-		unsigned long long sectors;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = 0;
-		if (sscanf(line, "%7s %llu %15s \"%255[^\"]\"", access, &sectors, kind, q) == 4 &&
-		    (!strcmp(access, "RW") || !strcmp(access, "RDONLY")) &&
-		    (!strcmp(kind, "VMFS") || !strcmp(kind, "FLAT"))) {
-			extents++;
-			snprintf(name, sizeof(name), "%s", q);
-		} else if (!strncmp(line, "ddb.thinProvisioned", 19)) {
-			*thin = strstr(line, "\"1\"") != NULL;
-		}
-	}
-	if (extents != 1)
-		return -EOPNOTSUPP;
-	slash = strrchr(path, '/');
-	if (name[0] == '/' || !slash)
-		snprintf(flat, flatlen, "%s", name);
-	else
-		snprintf(flat, flatlen, "%.*s/%s", (int)(slash - path), path, name);
-	return 1;
-}
-
 int bs_vmfs_open(struct vmfs_host *host, const char *path, const char *desc,
 		 struct backing **out, char *err, size_t errlen)
 {
@@ -298,8 +258,9 @@ int bs_vmfs_open(struct vmfs_host *host, const char *path, const char *desc,
 	pthread_rwlockattr_t ra;
 	struct vmfs_stat st;
 	struct vmfs_fh fh;
+	struct thinprov_vmdk vd;
 	char flat[1024];
-	bool thin = false;
+	bool thin;
 	int r;
 
 	if (!v)
@@ -312,11 +273,13 @@ int bs_vmfs_open(struct vmfs_host *host, const char *path, const char *desc,
 		snprintf(err, errlen, "%s: %s", desc, strerror(-r));
 		goto fail;
 	}
-	r = descriptor(v->fs, fh.addr, path, flat, sizeof(flat), &thin);
+	r = thinprov_vmdk_read(v->fs, fh.addr, path, &vd, flat, sizeof(flat));
 	if (r < 0) {
-		snprintf(err, errlen, "%s: VMDK descriptor without one flat extent", desc);
+		snprintf(err, errlen, "%s: %s", desc,
+			 r == -EOPNOTSUPP ? "VMDK descriptor without one flat extent" : strerror(-r));
 		goto fail;
 	}
+	thin = r == 1 && vd.thin;
 	if (r == 1) {
 		r = vmfs_fh_open(v->fs, flat, &fh);
 		if (r) {

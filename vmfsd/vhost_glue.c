@@ -18,13 +18,14 @@
 #include <string.h>
 
 #include "vmfs/host.h"
+#include "vmfs/thinprov.h"
 #include "vmfs/vhost.h"
 #include "vmfsd.h"
 
 struct vexport {
 	char *spec, *socket, *path;
 	unsigned nq, workers;
-	bool ro;
+	bool ro, thin;           /* thin: the descriptor says ddb.thinProvisioned */
 	struct vmfsd_volume *vol;
 	uint32_t addr;
 	struct vhost_disk *disk;
@@ -108,37 +109,6 @@ out:
 	return r;
 }
 
-/* A VMDK descriptor names its data file on an extent line: RW N VMFS "x".
- * \return 1 and @out set when @addr is a descriptor with one such extent. */
-static int vmdk_flat(struct vmfs_fs *fs, uint32_t addr, char *out, size_t outlen)
-{
-	char buf[8192], *p, *q;
-	int64_t n = vmfs_pread(fs, addr, buf, sizeof(buf) - 1, 0);
-	int found = 0;
-
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	if (strncmp(buf, "# Disk DescriptorFile", 21))
-		return 0;
-	for (p = buf; p && *p; p = q) {
-		char mode[8], type[16], name[256];
-		unsigned long long sectors;
-
-		q = strchr(p, '\n');
-		if (q)
-			*q++ = 0;
-		if (sscanf(p, "%7s %llu %15s \"%255[^\"]\"", mode, &sectors, type, name) == 4 &&
-		    (!strcmp(mode, "RW") || !strcmp(mode, "RDONLY")) &&
-		    (!strcmp(type, "VMFS") || !strcmp(type, "FLAT"))) {
-			if (found++)
-				return -EOPNOTSUPP;   /* several extents: not simple */
-			snprintf(out, outlen, "%s", name);
-		}
-	}
-	return found ? 1 : -EINVAL;
-}
-
 /* PATH -> volume and file address (following a descriptor). */
 static int resolve(struct vmfsd *d, struct vexport *e, char *err, size_t errlen)
 {
@@ -163,7 +133,7 @@ static int resolve(struct vmfsd *d, struct vexport *e, char *err, size_t errlen)
 	for (int i = 0; i < d->nvols; i++) {
 		struct vmfsd_volume *v = &d->vols[i];
 		struct vmfs_fs *fs;
-		char flat[300], full[1300];
+		char full[1300];
 		uint32_t addr;
 
 		if (!v->host || (want >= 0 && i != want))
@@ -172,22 +142,22 @@ static int resolve(struct vmfsd *d, struct vexport *e, char *err, size_t errlen)
 		r = vmfs_resolve(fs, rel, &addr);
 		if (r)
 			continue;
-		int k = vmdk_flat(fs, addr, flat, sizeof(flat));
+		struct thinprov_vmdk vd;
+		int k = thinprov_vmdk_read(fs, addr, rel, &vd, full, sizeof(full));
 
-		if (k < 0) {
+		if (k == -EOPNOTSUPP) {
 			snprintf(err, errlen, "%s: VMDK descriptor without one simple flat extent", e->path);
 			return k;
 		}
+		if (k < 0) {
+			snprintf(err, errlen, "%s: %s", e->path, strerror(-k));
+			return k;
+		}
+		e->thin = k == 1 && vd.thin;
 		if (k == 1) {
-			const char *sl = strrchr(rel, '/');
-
-			if (flat[0] == '/')
-				snprintf(full, sizeof(full), "%s", flat);
-			else
-				snprintf(full, sizeof(full), "%.*s/%s", (int)(sl ? sl - rel : 0), rel, flat);
 			r = vmfs_resolve(fs, full, &addr);
 			if (r) {
-				snprintf(err, errlen, "%s: extent %s: %s", e->path, flat, strerror(-r));
+				snprintf(err, errlen, "%s: extent %s: %s", e->path, vd.flat, strerror(-r));
 				return r;
 			}
 		}
@@ -223,8 +193,8 @@ static int start_export(struct vmfsd *d, struct vexport *e, char *err, size_t er
 			return r;
 		}
 	}
-	r = vhost_disk_open_vmfs(vmfs_host_fs(e->vol->host), e->addr, e->ro ? VHOST_DISK_RDONLY : 0,
-				 &e->disk);
+	r = vhost_disk_open_vmfs(vmfs_host_fs(e->vol->host), e->addr,
+				 (e->ro ? VHOST_DISK_RDONLY : 0) | (e->thin ? VHOST_DISK_THIN : 0), &e->disk);
 	if (r) {
 		snprintf(err, errlen, "%s: %s", e->path, strerror(-r));
 		goto unlock;

@@ -163,6 +163,28 @@ int thinprov_reclaim_free(struct vmfs_fs *fs, const struct thinprov_opts *o, str
 /** Datastore accounting: statfs plus the sums over every regular file. */
 int thinprov_ds_usage(struct vmfs_fs *fs, struct thinprov_ds_usage *u);
 
+/* ---- VMDK descriptors ----------------------------------------------------------------- */
+/* A descriptor ("# Disk DescriptorFile") that the services can follow has
+ * exactly one flat extent line, ACCESS SECTORS TYPE "NAME" with ACCESS RW or
+ * RDONLY and TYPE VMFS or FLAT; its data is in NAME, next to the descriptor
+ * unless NAME is absolute. */
+#define THINPROV_VMDK_MAX 8192        /* longest descriptor read */
+struct thinprov_vmdk {
+	char flat[256];          /* NAME as written */
+	uint64_t sectors;        /* extent length in 512-byte sectors */
+	bool rdonly;             /* ACCESS RDONLY */
+	bool thin;               /* ddb.thinProvisioned = "1" */
+};
+/** Parse descriptor @text.  \return 1 for a descriptor with one flat extent,
+ *  0 when @text is no descriptor, -EOPNOTSUPP for one with no or several
+ *  flat extents. */
+int thinprov_vmdk_parse(const char *text, struct thinprov_vmdk *d);
+/** Read file @addr (named @path) and, if it is a descriptor, set @flat_path
+ *  to its data file's path (relative names resolved against @path's
+ *  directory).  \return as thinprov_vmdk_parse, or a read/-ENAMETOOLONG error. */
+int thinprov_vmdk_read(struct vmfs_fs *fs, uint32_t addr, const char *path, struct thinprov_vmdk *d,
+		       char *flat_path, size_t flat_len);
+
 #ifdef __cplusplus
 }
 #endif

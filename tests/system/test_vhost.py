@@ -363,3 +363,31 @@ def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path):
     assert fs_read(img, "/c-flat.vmdk", 0, 24 * MiB) == (tmp_path / "churn.bin").read_bytes()
     assert 0 < churn_blocks < 24 and tmap(img, "/c.vmdk")[0] == churn_blocks * MiB
     vmfsck_clean(img)
+
+
+def test_vmfsd_fully_written_thin_disk_stays_thin(tmp_path):
+    """A thin disk with no hole left looks thick in its block map; its VMDK
+    descriptor (ddb.thinProvisioned) still makes vmfsd treat it as thin, so a
+    DISCARD after a restart frees blocks."""
+    img = mkvol(tmp_path)
+    run([bin_path("vmkfstools"), "--volume", img, "-c", "4m", "-d", "thin", "/f.vmdk"])
+    sock = str(tmp_path / "f.sock")
+    (tmp_path / "in.bin").write_bytes(os.urandom(4 * MiB))
+    for name in ("a", "b"):
+        v = Vmfsd(tmp_path, img, name, "--vhost-user-blk", f"{sock},/f.vmdk")
+        try:
+            wait_path(sock, v.p)
+            info = dict(l.split(" ", 1) for l in fe(sock, "info").stdout.splitlines())
+            assert info["write_zeroes_may_unmap"] == "1", name
+            if name == "a":
+                fe(sock, "write", 0, tmp_path / "in.bin")
+                fe(sock, "flush")
+            else:
+                assert tmap(img, "/f.vmdk")[0] == 4 * MiB        # no hole when exported
+                assert "status 0" in fe(sock, "discard", MiB, MiB).stdout
+                fe(sock, "flush")
+        finally:
+            v.stop()
+    assert tmap(img, "/f.vmdk")[0] == 3 * MiB
+    assert fs_read(img, "/f-flat.vmdk", MiB, MiB) == bytes(MiB)
+    vmfsck_clean(img)

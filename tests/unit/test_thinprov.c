@@ -338,6 +338,33 @@ static void test_progress_and_cancel(void **state)
 	assert_int_equal(vmfs_lookup(e->fs, VMFS_ROOT_ADDR, "p", &a), -ENOENT);   /* removed again */
 }
 
+/* VMDK descriptors: one flat extent is followed; none or several, or text
+ * that is no descriptor, are told apart. */
+static void test_vmdk_descriptor_parse(void **st)
+{
+	struct thinprov_vmdk d;
+
+	(void)st;
+	assert_int_equal(thinprov_vmdk_parse("# Disk DescriptorFile\nversion=1\n"
+					     "createType=\"vmfs\"\n\n# Extent description\n"
+					     "RW 8192 VMFS \"d-flat.vmdk\"\n\n"
+					     "ddb.thinProvisioned = \"1\"\n", &d), 1);
+	assert_string_equal(d.flat, "d-flat.vmdk");
+	assert_int_equal(d.sectors, 8192);
+	assert_true(d.thin);
+	assert_false(d.rdonly);
+	assert_int_equal(thinprov_vmdk_parse("# Disk DescriptorFile\nRDONLY 16 FLAT \"/x/y.img\"", &d), 1);
+	assert_string_equal(d.flat, "/x/y.img");
+	assert_true(d.rdonly);
+	assert_false(d.thin);
+	assert_int_equal(thinprov_vmdk_parse("# Disk DescriptorFile\nRW 1 VMFS \"a\"\nRW 1 VMFS \"b\"\n", &d),
+			 -EOPNOTSUPP);
+	assert_int_equal(thinprov_vmdk_parse("# Disk DescriptorFile\nRW 1 VMFSSPARSE \"a-delta.vmdk\"\n", &d),
+			 -EOPNOTSUPP);
+	assert_int_equal(thinprov_vmdk_parse("KDMV raw bytes of a sparse extent", &d), 0);
+	assert_int_equal(thinprov_vmdk_parse("", &d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +373,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reclaim_discards_only_freed_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_and_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_locality, setup, teardown),
+		cmocka_unit_test(test_vmdk_descriptor_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

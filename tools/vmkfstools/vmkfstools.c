@@ -434,27 +434,20 @@ static void make_descriptor(char *out, size_t n, uint64_t size, const char *flat
 /* Flat file name from the descriptor's extent line (same directory). */
 static int desc_flat(const char *desc_path, const char *text, char *out, size_t n, uint64_t *sectors)
 {
-	const char *p = text;
+	struct thinprov_vmdk d;
+	const char *slash = strrchr(desc_path, '/');
+	int dl = slash ? (int)(slash - desc_path + 1) : 0;
+	int r = thinprov_vmdk_parse(text, &d);
 
-	while (p && *p) {
-		unsigned long long s;
-		char name[256];
-		if (sscanf(p, "RW %llu VMFS \"%255[^\"]\"", &s, name) == 2) {
-			const char *slash = strrchr(desc_path, '/');
-			int dl = slash ? (int)(slash - desc_path + 1) : 0;
-			if (strchr(name, '/'))
-				return -EINVAL;
-			if (sectors)
-				*sectors = s;
-			if (snprintf(out, n, "%.*s%s", dl, desc_path, name) >= (int)n)
-				return -ENAMETOOLONG;
-			return 0;
-		}
-		p = strchr(p, '\n');
-		if (p)
-			p++;
-	}
-	return -ENOMSG;
+	if (r == 0)
+		return -ENOMSG;            /* not a descriptor: PATH is the data */
+	if (r < 0 || strchr(d.flat, '/'))
+		return -EINVAL;
+	if (sectors)
+		*sectors = d.sectors;
+	if (snprintf(out, n, "%.*s%s", dl, desc_path, d.flat) >= (int)n)
+		return -ENAMETOOLONG;
+	return 0;
 }
 
 /* Replace every occurrence of line-prefix content: rebuild the descriptor
