@@ -34,6 +34,7 @@
 #define NFS_WORKERS    16                    /* threads serving every connection */
 #define NFS_CONN_JOBS  32                    /* calls in flight per connection */
 #define NFS_BIG_KEEP   16                    /* 1 MiB record buffers kept for reuse */
+#define NFS_BIG_BUDGET 64                    /* big records in flight, all connections */
 #define NFS_SEND_TIMEOUT_S 30                /* a client not reading replies is dropped */
 #define NFS_EARLY_MIN  (64u << 10)           /* writes this big are answered early */
 #define NFS_BULK       (64u << 10)           /* calls moving this much get a worker each */
@@ -128,6 +129,7 @@ struct nfs_srv {
 	struct nfs_job *queue, **qtail;
 	uint8_t *bigs[NFS_BIG_KEEP];
 	int nbig;
+	int big_out;               /* mu: big records held by calls in flight */
 	pthread_t workers[NFS_WORKERS];
 	int nworkers;
 	pthread_t accept_thr, reaper_thr;

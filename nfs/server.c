@@ -162,8 +162,9 @@ int nfs_srv_listen_portmap(struct nfs_srv *s, const char *addr, char *err, size_
  * by another worker while it runs its own; its small calls' replies go out
  * together.  Replies go out whole, one at a time per connection (wmu), in
  * completion order: RPC matches them by xid.  A connection has at most
- * NFS_CONN_JOBS calls in flight; past that it is not read until half of
- * them are answered. */
+ * NFS_CONN_JOBS calls in flight, and all connections together about
+ * NFS_BIG_BUDGET big (over 64 KiB) records; past that a connection is not
+ * read until half of its calls are answered. */
 
 struct nfs_job {
 	struct nfs_job *next;
@@ -466,7 +467,10 @@ static int conn_pump(struct nfs_conn *c, struct nfs_job **mine)
 		c->len = c->cap = 0;
 		pthread_mutex_lock(&s->mu);
 		c->refs++;
-		bool full = ++c->jobs >= NFS_CONN_JOBS;
+		s->big_out += j->big;
+		/* bounded memory: a connection stops being read at NFS_CONN_JOBS
+		 * calls, or when it adds a big record past the server's budget */
+		bool full = ++c->jobs >= NFS_CONN_JOBS || (j->big && s->big_out > NFS_BIG_BUDGET);
 
 		if (full)
 			c->paused = true;
@@ -535,10 +539,13 @@ static struct nfs_job *run_jobs(struct nfs_srv *s, struct nfs_job *list, struct 
 			out->len = 0;
 		}
 	}
+	int nbig = 0;
+
 	while (list) {
 		struct nfs_job *j = list;
 
 		list = j->next;
+		nbig += j->big;
 		buf_put(s, j->buf, j->big);
 		free(j);
 		n++;
@@ -548,6 +555,7 @@ static struct nfs_job *run_jobs(struct nfs_srv *s, struct nfs_job *list, struct 
 		*out = (struct xdr_out){ 0 };
 	}
 	pthread_mutex_lock(&s->mu);
+	s->big_out -= nbig;
 	c->jobs -= n;
 	if (c->paused && c->jobs <= NFS_CONN_JOBS / 2) {
 		c->paused = false;
