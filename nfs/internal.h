@@ -23,7 +23,7 @@
  * once, which the worker pool serves in parallel (docs/nfs.md, Performance).
  * Writes stay at one call per 1 MiB file block: a partial write of a fresh
  * block zero-fills the rest of it. */
-#define NFS_RTMAX      (256u << 10)
+#define NFS_RTMAX      (512u << 10)
 #define NFS_MAX_RECORD (NFS_MAXDATA + 4096)  /* a WRITE of wtmax plus headers */
 #define NFS_FH_LEN     48
 #define NFS_MAX_VOLS   16

@@ -594,9 +594,9 @@ static void suite(struct nfs_context *nfs, struct fh *root)
 	free(w);
 	FSINFO3args fi = { .fsroot = wire(root) };
 	w = CALL(rpc_nfs3_fsinfo_async, &fi, x_fsinfo);
-	CHECK(w->status == NFS3_OK && w->u32[0] == 262144 && w->u32[1] == 1048576 &&
+	CHECK(w->status == NFS3_OK && w->u32[0] == 524288 && w->u32[1] == 1048576 &&
 	      w->u64[0] == (62ull << 40) && (w->u32[2] & 0x3) == 0x3,
-	      "FSINFO rtmax 256 KiB, wtmax 1 MiB, 62 TiB, LINK|SYMLINK");
+	      "FSINFO rtmax 512 KiB, wtmax 1 MiB, 62 TiB, LINK|SYMLINK");
 	free(w);
 	FSSTAT3args fs = { .fsroot = wire(root) };
 	w = CALL(rpc_nfs3_fsstat_async, &fs, x_fsstat);

@@ -166,7 +166,7 @@ def run_together(*cmds):
 
 def test_concurrent_calls_on_one_connection(srv, tmp_path):
     """Calls of one connection run in parallel and are answered in any order
-    (RPC matches replies by xid): nfs-cp sends its READs (rtmax 256 KiB) four
+    (RPC matches replies by xid): nfs-cp sends its READs (rtmax 512 KiB) two
     at a time, nfs_client pipeline keeps 16 WRITEs and then 80 READs and
     metadata calls in flight on one connection, while another client changes
     metadata in a loop; every reply and both checksums must be right."""
