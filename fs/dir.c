@@ -419,6 +419,27 @@ static int drop_link(struct vmfs_txn *t, struct vmfs_inode *ino)
 	return 0;
 }
 
+/* Load @dir's entries and the object named @name in it (-ENOENT if none,
+ * -EPERM for a system file). */
+static int dir_entry_load(struct vmfs_fs *fs, struct vmfs_txn *t, uint32_t dir, const char *name,
+			 struct vmfs_inode **d, struct vmfs_dirent **ents, size_t *n, long *idx,
+			 struct vmfs_inode **ino)
+{
+	int e = get_dir(t, dir, d);
+
+	if (!e)
+		e = dir_load(fs, t, *d, ents, n);
+	if (e)
+		return e;
+	*idx = dir_find(*ents, *n, name);
+	if (*idx < 0)
+		return -ENOENT;
+	e = iget(t, (*ents)[*idx].addr, true, ino);
+	if (!e && (*ino)->fd.type == VMFS_TYPE_SYSTEM)
+		e = -EPERM;
+	return e;
+}
+
 static int do_remove(struct vmfs_fs *fs, uint32_t dir, const char *name, bool want_dir)
 {
 	struct vmfs_txn t;
@@ -436,23 +457,9 @@ static int do_remove(struct vmfs_fs *fs, uint32_t dir, const char *name, bool wa
 	if (is_dot(name))
 		return want_dir ? (!strcmp(name, ".") ? -EINVAL : -ENOTEMPTY) : -EISDIR;
 	txn_init(&t, fs);
-	e = get_dir(&t, dir, &d);
-	if (!e)
-		e = dir_load(fs, &t, d, &ents, &n);
+	e = dir_entry_load(fs, &t, dir, name, &d, &ents, &n, &i, &ino);
 	if (e)
 		goto out;
-	i = dir_find(ents, n, name);
-	if (i < 0) {
-		e = -ENOENT;
-		goto out;
-	}
-	e = iget(&t, ents[i].addr, true, &ino);
-	if (e)
-		goto out;
-	if (ino->fd.type == VMFS_TYPE_SYSTEM) {
-		e = -EPERM;
-		goto out;
-	}
 	if (want_dir) {
 		if (ino->fd.type != VMFS_TYPE_DIR) {
 			e = -ENOTDIR;
@@ -694,26 +701,6 @@ static int set_dotdot(struct vmfs_fs *fs, struct vmfs_txn *t, struct vmfs_inode 
 	return e;
 }
 
-/* Load @dir's entries and the object named @name in it. */
-static int exchange_side(struct vmfs_fs *fs, struct vmfs_txn *t, uint32_t dir, const char *name,
-			 struct vmfs_inode **d, struct vmfs_dirent **ents, size_t *n, long *idx,
-			 struct vmfs_inode **ino)
-{
-	int e = get_dir(t, dir, d);
-
-	if (!e)
-		e = dir_load(fs, t, *d, ents, n);
-	if (e)
-		return e;
-	*idx = dir_find(*ents, *n, name);
-	if (*idx < 0)
-		return -ENOENT;
-	e = iget(t, (*ents)[*idx].addr, true, ino);
-	if (!e && (*ino)->fd.type == VMFS_TYPE_SYSTEM)
-		e = -EPERM;
-	return e;
-}
-
 /* A directory leaving @from for @to must not be an ancestor of @to; its ".."
  * and both parents' link counts follow it. */
 static int exchange_check_dir(struct vmfs_fs *fs, struct vmfs_txn *t, struct vmfs_inode *ino,
@@ -741,9 +728,9 @@ int vmfs_rename_exchange(struct vmfs_fs *fs, uint32_t sdir, const char *sname, u
 	if (e)
 		return e;
 	txn_init(&t, fs);
-	e = exchange_side(fs, &t, sdir, sname, &sd, &sents, &sn, &si, &a);
+	e = dir_entry_load(fs, &t, sdir, sname, &sd, &sents, &sn, &si, &a);
 	if (!e)
-		e = exchange_side(fs, &t, ddir, dname, &dd, &dents, &dn, &di, &b);
+		e = dir_entry_load(fs, &t, ddir, dname, &dd, &dents, &dn, &di, &b);
 	if (e || a == b)
 		goto out;   /* error, or two names of one object: nothing to do */
 	if (sdir != ddir) {
