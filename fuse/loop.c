@@ -18,13 +18,22 @@
  *   it already queued: backlog (a read that had to sleep takes a wake-up
  *   longer; the clock is read through the vDSO, where getrusage's count of
  *   voluntary context switches would cost two system calls a request).
- *   After a large request (a 1 MiB write: its copy takes as long as a
- *   wake-up) the thread asks getrusage instead, whose cost is small next to
- *   such a request.  When a thread finds backlog twice in a row and nobody
- *   else is waiting then, a parked thread is woken (or a new one started,
- *   up to the maximum) so requests are processed in parallel (QD16).  Once
- *   is not enough: a thread preempted right after its reply (the woken
- *   client runs on its CPU) finds the client's next request queued too.
+ *   After a large request (a 1 MiB write, whose copy takes as long as a
+ *   wake-up, or a 1 MiB read) the thread asks getrusage instead, whose cost
+ *   is small next to such a request: backlog only if the read did not sleep
+ *   (no voluntary context switch in it) and the thread was not preempted
+ *   (no involuntary one) since it read the large request.  At QD1 the
+ *   client's next request is often queued by the time the thread reads,
+ *   because the reply woke the client on the thread's own CPU, which ran it
+ *   until it submitted that request; counting this as backlog grew 1 MiB
+ *   QD1 reads and writes to 16 threads taking turns, each with its own
+ *   cold buffers (one thread: 1.1-1.5x the 1 MiB QD1 write throughput in
+ *   alternating runs).  When a thread finds backlog twice in a row and
+ *   nobody else is waiting then, a parked thread is woken (or a new one
+ *   started, up to the maximum) so requests are processed in parallel
+ *   (QD16).  Once is not enough for small requests: a thread preempted
+ *   right after its reply (the woken client runs on its CPU) finds the
+ *   client's next request queued too.
  * - A watchdog ticking every 5 ms while requests are in progress
  *   adds a reader when nobody waits and nothing completed during a whole
  *   tick, so one slow request (a lock wait of seconds, an fsync) never
@@ -39,6 +48,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <linux/fuse.h>
 
 #include "vmfs_fuse.h"
 
@@ -56,6 +66,8 @@ struct worker {
 	bool reading;              /* waiting in read(2): SIGUSR1 may interrupt it */
 	unsigned waited;           /* reads in a row that found nothing queued */
 	unsigned queued;           /* reads in a row that found a request queued */
+	bool large;                /* its last request moved >= LARGE_REQ bytes */
+	long niv;                  /* involuntary switches when it read that, or -1 */
 	bool done;
 };
 
@@ -71,7 +83,6 @@ struct loop {
 	unsigned parked, unpark;   /* parked threads, wake-ups owed to them */
 	unsigned long progress;    /* requests completed */
 	bool wd_sleeping;
-	bool large;                /* the last request read was >= LARGE_REQ bytes */
 	int error;
 };
 
@@ -90,6 +101,7 @@ static void grow(struct loop *l)
 
 		w->done = w->reading = false;
 		w->waited = w->queued = 0;
+		w->large = false;
 		if (pthread_create(&w->tid, NULL, worker_main, l) == 0) {
 			l->nthreads++;
 			l->live++;
@@ -105,11 +117,27 @@ static struct worker *self(struct loop *l)
 	return NULL;
 }
 
-static long nvcsw(void)
+/* This thread's voluntary and involuntary context switches so far. */
+static bool switches(long *nv, long *niv)
 {
 	struct rusage ru;
 
-	return getrusage(RUSAGE_THREAD, &ru) ? -1 : ru.ru_nvcsw;
+	if (getrusage(RUSAGE_THREAD, &ru))
+		return false;
+	*nv = ru.ru_nvcsw;
+	*niv = ru.ru_nivcsw;
+	return true;
+}
+
+/* The bytes a request moves: a WRITE carries them, a READ's reply does. */
+static size_t req_bytes(const struct fuse_buf *b, int r)
+{
+	const struct fuse_in_header *h = b->mem;
+
+	if (!(b->flags & FUSE_BUF_IS_FD) &&
+	    (size_t)r >= sizeof(*h) + sizeof(struct fuse_read_in) && h->opcode == FUSE_READ)
+		return ((const struct fuse_read_in *)(h + 1))->size;
+	return (size_t)r;
 }
 
 static void *worker_main(void *arg)
@@ -122,26 +150,28 @@ static void *worker_main(void *arg)
 	me = self(l);
 	while (!fuse_session_exited(l->se)) {
 		uint64_t t0;
-		long cs0 = 0;
-		bool slept, large = l->large;
+		long nv0 = -1, nv = -1, niv = -1, x;
+		bool slept, large = me->large;
 		int r;
 
 		l->readers++;
 		me->reading = true;
 		pthread_mutex_unlock(&l->mu);
-		if (large)
-			cs0 = nvcsw();
+		if (large && !switches(&nv0, &x))
+			nv0 = -1;
 		t0 = vf_now_ns();
 		r = fuse_session_receive_buf(l->se, &buf);
+		me->large = r > 0 && req_bytes(&buf, r) >= LARGE_REQ;
+		if ((large || me->large) && !switches(&nv, &niv))
+			nv = niv = -1;
 		if (r <= 0)
 			slept = true;
 		else if (large)
-			slept = cs0 < 0 || nvcsw() != cs0;
+			slept = nv0 < 0 || nv < 0 || me->niv < 0 || nv != nv0 || niv != me->niv;
 		else
 			slept = vf_now_ns() - t0 > QUEUED_NS((uint64_t)r);
+		me->niv = niv;
 		pthread_mutex_lock(&l->mu);
-		if (r > 0)
-			l->large = r >= (int)LARGE_REQ;
 		l->readers--;
 		me->reading = false;
 		if (r == -EINTR || r == -EAGAIN)
