@@ -479,6 +479,21 @@ int vmfs_bdev_queue_poll(struct vmfs_bdev_queue *q, unsigned min, int timeout_ms
 	return (int)total;
 }
 
+bool vmfs_bdev_queue_ready(struct vmfs_bdev_queue *q)
+{
+	if (!q || !q->inflight)
+		return false;
+	if (q->kind == Q_AIO && q->nsent) {
+		const struct aio_ring_abi *ring = (const struct aio_ring_abi *)q->ctx;
+
+		if (ring->magic != AIO_RING_MAGIC_ABI || ring->incompat_features)
+			return true;   /* no ring to look at: let poll ask the kernel */
+		if (__atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE) != ring->head)
+			return true;
+	}
+	return q->pend_head || ndone_peek(q);
+}
+
 unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q)
 {
 	return q ? q->inflight : 0;

@@ -68,6 +68,11 @@ static int f_aq_poll(void *aq)
 	return vmfs_bdev_queue_poll(aq, 0, 0);
 }
 
+static bool f_aq_ready(void *aq)
+{
+	return vmfs_bdev_queue_ready(aq);
+}
+
 static int pick(struct fdisk *f, const struct iovec *iov, int n, uint64_t off)
 {
 	if (f->dfd < 0 || off % 512)
@@ -185,6 +190,7 @@ static const struct vhost_disk_ops file_ops = {
 	.write_zeroes = f_write_zeroes, .close = f_close,
 	.aq_create = f_aq_create, .aq_destroy = f_aq_destroy, .aq_fd = f_aq_fd,
 	.aq_submit = f_aq_submit, .aq_kick = f_aq_kick, .aq_poll = f_aq_poll,
+	.aq_ready = f_aq_ready,
 };
 
 int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **out)

@@ -83,6 +83,7 @@ struct vh_vq {
 	bool enabled;
 	bool running;
 	uint64_t spin_ns;          /* current busy-poll window (adaptive) */
+	uint64_t idle_since;       /* CLOCK_MONOTONIC ns: the last work ended */
 	bool broken;               /* avail index made no sense: ignored until restarted */
 	bool stopping;             /* vh_vq_stop asked the thread to leave */
 	pthread_t thr;

@@ -650,13 +650,14 @@ static int dev_init(struct vhost_blk *b, const struct vhost_blk_opts *o)
 	struct vh_dev *d = &b->dev;
 	int r;
 
-	if (!o->disk || o->num_queues > VH_MAX_QUEUES || o->workers > 64 || o->poll_us > 1000000)
+	if (!o->disk || o->num_queues > VH_MAX_QUEUES || o->workers > 64 ||
+	    o->poll_us > VHOST_POLL_US_MAX)
 		return -EINVAL;
 	d->o = *o;
 	d->disk = o->disk;
 	d->nq = o->num_queues ? o->num_queues : 1;
 	d->nworkers = o->workers ? o->workers : 16;
-	d->poll_ns = o->poll_us < 0 ? 0 : o->poll_us ? (uint64_t)o->poll_us * 1000 : 32000;
+	d->poll_ns = (uint64_t)(o->poll_us < 0 ? 0 : o->poll_us ? o->poll_us : VHOST_POLL_US_DEFAULT) * 1000;
 	b->listen_fd = b->conn_fd = b->stop_fd = -1;
 	pthread_mutex_init(&b->slock, NULL);
 	pthread_mutex_init(&d->wlock, NULL);

@@ -566,30 +566,63 @@ static bool kicks_on(struct vh_vq *q)
 	       !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
 }
 
-/* After work, watch the ring for a while without sleeping (and without
- * asking for kicks): a front-end that submits again right after a
- * completion is served without a wake-up.  The window adapts as QEMU's
- * does: halved when it ran out, doubled (up to poll_us) when a sleep turned
- * out shorter than poll_us, so an idle or CPU-starved queue stops burning
- * the CPU its front-end needs.  \return true if work came. */
+/* Adaptive polling, as QEMU's AioContext does it (poll-max-ns = poll_us,
+ * grow x2 from 4 us, shrink /2): @waited is the time from the end of work
+ * to the next work, polling included.  Found while polling: the window is
+ * right.  Longer than the maximum: polling that long would not have found
+ * it, so poll less (a queue that stays idle or CPU-starved ends at 0 and
+ * sleeps at once).  In between: a longer window would have found it. */
+static void adapt(struct vh_vq *q, uint64_t waited)
+{
+	uint64_t max = q->dev->poll_ns;
+
+	if (waited <= q->spin_ns)
+		return;
+	if (waited > max)
+		q->spin_ns = q->spin_ns / 2 < 1000 ? 0 : q->spin_ns / 2;
+	else if (q->spin_ns < max)
+		q->spin_ns = q->spin_ns ? q->spin_ns * 2 : 4000;
+	if (q->spin_ns > max)
+		q->spin_ns = max;
+}
+
+/* Async completions waiting (no system call when the disk can tell). */
+static bool aq_due(struct vh_vq *q)
+{
+	const struct vhost_disk_ops *ops = q->dev->disk->ops;
+
+	return q->aq_inflight && (!ops->aq_ready || ops->aq_ready(q->aq));
+}
+
+/* After work, watch the ring (and the async completions) for up to the
+ * window without sleeping and without asking for kicks: a front-end that
+ * submits again right after a completion is served without a wake-up on
+ * either side.  Completions found restart the window (the front-end is
+ * likely to answer them).  \return true if requests came (else kicks are
+ * on again and the caller sleeps on the kick eventfd). */
 static bool spin(struct vh_vq *q)
 {
 	uint64_t end;
 
+	q->idle_since = now_ns();
 	if (q->spin_ns == 0 || q->broken || __atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE))
 		return kicks_on(q);
-	end = now_ns() + q->spin_ns;
+	end = q->idle_since + q->spin_ns;
 	set_no_notify(q, true);
 	do {
-		if (q->aq_inflight)
+		if (aq_due(q)) {
 			aq_reap(q);
+			q->idle_since = now_ns();
+			end = q->idle_since + q->spin_ns;
+		}
 		for (int i = 0; i < 64; i++) {
-			if (avail_pending(q))
+			if (avail_pending(q)) {
+				adapt(q, now_ns() - q->idle_since);
 				return !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE);
+			}
 			__builtin_ia32_pause();
 		}
-	} while (now_ns() < end);
-	q->spin_ns = q->spin_ns / 2 < 1000 ? 0 : q->spin_ns / 2;
+	} while (now_ns() < end && !__atomic_load_n(&q->stopping, __ATOMIC_ACQUIRE));
 	return kicks_on(q);
 }
 
@@ -613,29 +646,25 @@ static void *vq_main(void *arg)
 		struct pollfd pf[3] = { { .fd = q->kick_fd, .events = POLLIN },
 					{ .fd = q->stop_fd, .events = POLLIN },
 					{ .fd = afd, .events = POLLIN } };
-		uint64_t v, t0 = now_ns(), slept;
+		uint64_t v;
 
 		if (poll(pf, afd >= 0 ? 3 : 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		slept = now_ns() - t0;
+		if (pf[1].revents)
+			break;
+		if (pf[0].revents | pf[2].revents)
+			adapt(q, now_ns() - q->idle_since);
 		if (afd >= 0 && pf[2].revents) {
 			aq_reap(q);
 			/* completions out: the front-end is likely to submit again */
-			while (!(pf[0].revents | pf[1].revents) && spin(q))
+			while (!pf[0].revents && spin(q))
 				drain(q);
 		}
-		if (!(pf[0].revents | pf[1].revents))
+		if (!pf[0].revents)
 			continue;
-		if (slept < q->dev->poll_ns) {
-			q->spin_ns = q->spin_ns * 2 < 4000 ? 4000 : q->spin_ns * 2;
-			if (q->spin_ns > q->dev->poll_ns)
-				q->spin_ns = q->dev->poll_ns;
-		}
-		if (pf[1].revents)
-			break;
 		if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL))
 			break;
 		if (read(q->kick_fd, &v, 8) < 0 && errno != EAGAIN)

@@ -3,7 +3,7 @@
  * remembers) or from the store; `vdisk list|export|unexport` on the
  * management socket, applied at once and persisted.
  *
- * Spec: SOCKET,PATH[,num-queues=N][,workers=N][,ro].  PATH is a file of a
+ * Spec: SOCKET,PATH[,num-queues=N][,workers=N][,poll-us=N][,ro].  PATH is a file of a
  * mounted volume: /vmfs/volumes/LABEL-or-UUID/dir/disk.vmdk, or /dir/disk
  * on the first volume that has it.  A VMDK descriptor is followed to its
  * single flat extent.  While exported the disk is held under the cluster's
@@ -25,6 +25,7 @@
 struct vexport {
 	char *spec, *socket, *path;
 	unsigned nq, workers;
+	int poll_us;             /* -1: not given (default); 0: off */
 	bool ro, thin;           /* thin: the descriptor says ddb.thinProvisioned */
 	struct vmfsd_volume *vol;
 	uint32_t addr;
@@ -61,6 +62,7 @@ static int parse_spec(const char *spec, struct vexport *e, char *err, size_t err
 	if (!copy)
 		return -ENOMEM;
 	e->nq = 1;
+	e->poll_us = -1;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save), i++) {
 		char *end;
 
@@ -84,10 +86,19 @@ static int parse_spec(const char *spec, struct vexport *e, char *err, size_t err
 				goto out;
 			}
 			e->workers = (unsigned)v;
+		} else if (!strncmp(tok, "poll-us=", 8)) {
+			unsigned long v = strtoul(tok + 8, &end, 10);
+
+			if (tok[8] < '0' || tok[8] > '9' || *end || v > VHOST_POLL_US_MAX) {
+				snprintf(err, errlen, "poll-us must be 0..%d (microseconds of busy-polling "
+					 "after work, 0 = off)", VHOST_POLL_US_MAX);
+				goto out;
+			}
+			e->poll_us = (int)v;
 		} else if (!strcmp(tok, "ro")) {
 			e->ro = true;
 		} else {
-			snprintf(err, errlen, "unknown option '%s' (num-queues=N, workers=N, ro)", tok);
+			snprintf(err, errlen, "unknown option '%s' (num-queues=N, workers=N, poll-us=N, ro)", tok);
 			goto out;
 		}
 	}
@@ -95,12 +106,14 @@ static int parse_spec(const char *spec, struct vexport *e, char *err, size_t err
 		snprintf(err, errlen, "want SOCKET,PATH with absolute paths");
 		goto out;
 	}
-	char canon[2048], wk[24] = "";
+	char canon[2048], wk[24] = "", pu[24] = "";
 
 	if (e->workers)
 		snprintf(wk, sizeof(wk), ",workers=%u", e->workers);
-	snprintf(canon, sizeof(canon), "%s,%s,num-queues=%u%s%s", e->socket, e->path, e->nq, wk,
-		 e->ro ? ",ro" : "");
+	if (e->poll_us >= 0)
+		snprintf(pu, sizeof(pu), ",poll-us=%d", e->poll_us);
+	snprintf(canon, sizeof(canon), "%s,%s,num-queues=%u%s%s%s", e->socket, e->path, e->nq, wk,
+		 pu, e->ro ? ",ro" : "");
 	e->spec = strdup(canon);
 	err[0] = 0;
 	r = e->spec ? 0 : -ENOMEM;
@@ -203,6 +216,7 @@ static int start_export(struct vmfsd *d, struct vexport *e, char *err, size_t er
 	o.disk = e->disk;
 	o.num_queues = e->nq;
 	o.workers = e->workers;
+	o.poll_us = e->poll_us < 0 ? 0 : e->poll_us ? e->poll_us : -1;   /* 0 = off */
 	o.log = vh_log_cb;
 	o.log_ctx = e;
 	r = vhost_blk_create(&o, &e->blk);
@@ -322,19 +336,21 @@ static void list(struct vhost_srv *s, FILE *f, bool json)
 	for (int i = 0; i < s->n; i++) {
 		struct vexport *e = &s->ex[i];
 		struct vhost_blk_stats st;
+		int pu = e->poll_us < 0 ? VHOST_POLL_US_DEFAULT : e->poll_us;
 
 		vhost_blk_get_stats(e->blk, &st);
 		if (json)
 			fprintf(f, "%s{\"socket\": \"%s\", \"path\": \"%s\", \"volume\": \"%s\", "
-				"\"size\": %llu, \"queues\": %u, \"ro\": %s, \"connected\": %s, "
-				"\"requests\": %llu, \"errors\": %llu}", i ? ", " : "", e->socket, e->path,
-				e->vol->uuid, (unsigned long long)e->disk->size, e->nq,
+				"\"size\": %llu, \"queues\": %u, \"poll_us\": %d, \"ro\": %s, "
+				"\"connected\": %s, \"requests\": %llu, \"errors\": %llu}", i ? ", " : "",
+				e->socket, e->path, e->vol->uuid, (unsigned long long)e->disk->size, e->nq, pu,
 				e->ro ? "true" : "false", st.connected ? "true" : "false",
 				(unsigned long long)st.requests, (unsigned long long)st.errors);
 		else
-			fprintf(f, "%s\t%s\t%llu bytes\t%u queue(s)%s\t%s\trequests %llu errors %llu\n",
+			fprintf(f, "%s\t%s\t%llu bytes\t%u queue(s)%s\tpoll-us %d\t%s\t"
+				"requests %llu errors %llu\n",
 				e->socket, e->path, (unsigned long long)e->disk->size, e->nq,
-				e->ro ? " ro" : "", st.connected ? "connected" : "idle",
+				e->ro ? " ro" : "", pu, st.connected ? "connected" : "idle",
 				(unsigned long long)st.requests, (unsigned long long)st.errors);
 	}
 	if (json)

@@ -155,6 +155,10 @@ int vmfs_bdev_queue_kick(struct vmfs_bdev_queue *q);
 /** Reap completions, running callbacks: waits until at least @min completed
  *  or @timeout_ms passed (-1 = forever).  \return number completed. */
 int vmfs_bdev_queue_poll(struct vmfs_bdev_queue *q, unsigned min, int timeout_ms);
+/** Completions are waiting for vmfs_bdev_queue_poll() (or requests wait to
+ *  be sent): a busy-polling loop's cheap check, no system call (libaio:
+ *  the kernel's completion ring, mapped in user space). */
+bool vmfs_bdev_queue_ready(struct vmfs_bdev_queue *q);
 /** Requests submitted and not yet completed. */
 unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q);
 /** A file descriptor that becomes readable when completions are pending

@@ -61,6 +61,8 @@ struct vhost_disk_ops {
 			 void (*cb)(void *arg, int res), void *arg);
 	int (*aq_kick)(void *aq);
 	int (*aq_poll)(void *aq);              /* run due callbacks, never waits */
+	bool (*aq_ready)(void *aq);            /* optional: aq_poll has work (no system
+	                                          call: checked while busy-polling) */
 };
 
 struct vhost_disk {
@@ -95,13 +97,19 @@ void vhost_disk_close(struct vhost_disk *d);
 
 typedef void (*vhost_log_fn)(void *ctx, int level, const char *msg); /* levels as vmfs_log_fn */
 
+#define VHOST_POLL_US_DEFAULT 32
+#define VHOST_POLL_US_MAX     1000
+
 struct vhost_blk_opts {
 	const char *socket_path;  /* created (an old socket file is replaced) */
 	struct vhost_disk *disk;  /* borrowed until vhost_blk_destroy */
 	unsigned num_queues;      /* 1..16 (0 = 1) */
 	unsigned workers;         /* I/O worker threads (0 = 16) */
-	int poll_us;              /* after work, watch the rings this long before
-	                             sleeping on the kick eventfd (0 = 32, < 0 never) */
+	int poll_us;              /* adaptive busy-polling: after work, watch the
+	                             ring (and the async completions) for up to this
+	                             many microseconds before sleeping on the kick
+	                             eventfd (0 = VHOST_POLL_US_DEFAULT, < 0 never;
+	                             at most VHOST_POLL_US_MAX) */
 	vhost_log_fn log;
 	void *log_ctx;
 };

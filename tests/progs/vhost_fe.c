@@ -33,7 +33,10 @@
  *     reconnect SEED SECONDS        keep writing; when the back-end goes away
  *                                   reconnect (for up to SECONDS), re-post what
  *                                   was not completed, verify everything
- *     bench RW BS QD SECONDS [SPAN] RW: randread randwrite read write
+ *     bench RW BS QD SECONDS [SPAN [IDLE]]   RW: randread randwrite read write
+ *                                   IDLE: then print "idle", stay connected
+ *                                   without I/O for IDLE seconds, and check
+ *                                   that one more read is served ("awake")
  * Exit: 0 ok, 1 check failed, 2 usage, 3 protocol/connection error.
  */
 #include <errno.h>
@@ -1186,7 +1189,8 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static int cmd_bench(const char *rw, uint32_t bs, unsigned qd, double secs, uint64_t span)
+static int cmd_bench(const char *rw, uint32_t bs, unsigned qd, double secs, uint64_t span,
+		     double idle)
 {
 	bool rnd_io = !strncmp(rw, "rand", 4), wr = strstr(rw, "write") != NULL;
 	uint64_t done = 0, seq = 0;
@@ -1233,6 +1237,13 @@ static int cmd_bench(const char *rw, uint32_t bs, unsigned qd, double secs, uint
 	printf("bench %s bs=%u qd=%u: %" PRIu64 " ios in %.2f s: iops=%.0f MBps=%.1f lat_us=%.1f errors=%u\n",
 	       rw, bs, qd, done, el, done / el, done * (double)bs / el / 1e6, el * 1e6 * qd / (double)done,
 	       failures);
+	if (idle > 0) {
+		printf("idle\n");
+		usleep((useconds_t)(idle * 1e6));
+		if (sync_req(VIRTIO_BLK_T_IN, 0, bs, NULL) != VIRTIO_BLK_S_OK)
+			die(1, "the read after the idle time failed");
+		printf("awake\n");
+	}
 	return failures ? 1 : 0;
 }
 
@@ -1365,9 +1376,9 @@ int main(int argc, char **argv)
 		return cmd_restart(strtoull(a[0], NULL, 0));
 	if (!strcmp(cmd, "reconnect") && na == 2)
 		return cmd_reconnect(strtoull(a[0], NULL, 0), (unsigned)atoi(a[1]));
-	if (!strcmp(cmd, "bench") && (na == 4 || na == 5))
+	if (!strcmp(cmd, "bench") && na >= 4 && na <= 6)
 		return cmd_bench(a[0], (uint32_t)strtoul(a[1], NULL, 0), (unsigned)atoi(a[2]), atof(a[3]),
-				 na == 5 ? strtoull(a[4], NULL, 0) : 0);
+				 na >= 5 ? strtoull(a[4], NULL, 0) : 0, na == 6 ? atof(a[5]) : 0);
 	die(2, "unknown command or wrong arguments: %s", cmd);
 	return 2;
 }

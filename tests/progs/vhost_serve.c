@@ -3,6 +3,7 @@
  * (tests of the protocol, the bench's raw-file comparison).
  *
  *   vhost_serve [-q QUEUES] [-w WORKERS] [-p POLL_US] [-d] [-r] SOCKET FILE
+ *     -p busy-polling window at most POLL_US (default 32, 0 = off)
  *     -d O_DIRECT when guest buffers allow   -r read-only
  * Runs until SIGTERM/SIGINT; prints "ready" once the socket listens.
  */
@@ -26,7 +27,7 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "q:w:p:dr")) != -1) {
 		switch (c) {
-		case 'p': o.poll_us = atoi(optarg); break;
+		case 'p': o.poll_us = atoi(optarg) ? atoi(optarg) : -1; break;   /* 0 = off */
 		case 'q': o.num_queues = (unsigned)atoi(optarg); break;
 		case 'w': o.workers = (unsigned)atoi(optarg); break;
 		case 'd': flags |= VHOST_DISK_DIRECT; break;
@@ -35,7 +36,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "usage: vhost_serve [-q N] [-w N] [-d] [-r] SOCKET FILE\n");
+		fprintf(stderr, "usage: vhost_serve [-q N] [-w N] [-p POLL_US] [-d] [-r] SOCKET FILE\n");
 		return 2;
 	}
 	sigemptyset(&ss);

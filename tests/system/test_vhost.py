@@ -199,6 +199,51 @@ def test_backend_killed_and_restarted_front_end_reconnects(tmp_path, raw):
     assert m and int(m.group(2)) >= 1 and int(m.group(1)) > 0, out
 
 
+def proc_cpu_ticks(pid):
+    """utime + stime of process @pid (every thread), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return int(st[11]) + int(st[12])
+
+
+def test_idle_export_uses_no_cpu_after_busy_polling(tmp_path, raw):
+    """Adaptive polling stops: with the longest window (-p 1000 us) and the
+    front-end still connected, a back-end that just served a second of
+    requests at QD8 (async path, completions polled) and at QD1 (inline
+    path) uses ~no CPU once the requests stop.  A queue thread left spinning
+    would burn up to 2 s of CPU here."""
+    s = Serve(tmp_path / "s.sock", raw, "-d", "-p", "1000")
+    hz = os.sysconf("SC_CLK_TCK")
+    try:
+        for qd in (8, 1):
+            p = subprocess.Popen([prog_path("vhost_fe"), s.sock, "bench", "randread", "4096", str(qd), "1",
+                                  "0", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            wait_line(p, "idle")
+            time.sleep(0.2)
+            c0 = proc_cpu_ticks(s.p.pid)
+            time.sleep(2)
+            used = (proc_cpu_ticks(s.p.pid) - c0) / hz
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0 and "awake" in out, out + err
+            assert used < 0.1, f"QD{qd}: back-end used {used:.2f} s of CPU in 2 s of idleness"
+    finally:
+        s.stop()
+
+
+def test_poll_window_option(tmp_path, raw):
+    """vhost_serve -p 0 (polling off) and the longest window serve the same
+    requests; a window beyond the limit is refused."""
+    for opt in ("0", "1000"):
+        s = Serve(tmp_path / f"p{opt}.sock", raw, "-d", "-p", opt)
+        try:
+            assert "0 failures" in fe(s.sock, "verify", 5, 200, 8, 4 * MiB).stdout
+        finally:
+            s.stop()
+    p = subprocess.run([prog_path("vhost_serve"), "-p", "1001", str(tmp_path / "x.sock"), str(raw)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 1 and "Invalid argument" in p.stderr
+
+
 # ---- through vmfsd on a datastore ------------------------------------------------------
 
 def mkvol(tmp_path):
@@ -278,13 +323,21 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
     img = mkvol(tmp_path)
     run([bin_path("vmkfstools"), "--volume", img, "-c", "32m", "-d", "zeroedthick", "/z.vmdk"])
     sock = str(tmp_path / "vz.sock")
-    a = Vmfsd(tmp_path, img, "a")
+    # a bad poll-us in the flags: logged clearly, nothing exported, the host runs
+    a = Vmfsd(tmp_path, img, "a", "--vhost-user-blk", f"{sock},/z.vmdk,poll-us=fast")
     try:
+        assert "no vhost-user-blk exports" in a.ctl("vdisk", "list").stdout
+        assert "poll-us must be 0..1000" in (tmp_path / "a.log").read_text()
         p = a.ctl("vdisk", "export", "/z.vmdk", sock, "num-queues=0", check=False)
         assert p.returncode == 1 and "num-queues must be 1..16" in p.stderr
-        a.ctl("vdisk", "export", "/z.vmdk", sock, "num-queues=2")
+        for bad in ("poll-us=", "poll-us=-1", "poll-us=1001", "poll-us=5us", "poll-us=+5"):
+            p = a.ctl("vdisk", "export", "/z.vmdk", sock, f"num-queues=2,{bad}", check=False)
+            assert p.returncode == 1 and "poll-us must be 0..1000" in p.stderr, (bad, p.stderr)
+        assert not os.path.exists(sock)
+        a.ctl("vdisk", "export", "/z.vmdk", sock, "num-queues=2,poll-us=64")
         wait_path(sock, a.p)
-        assert "2 queue(s)" in a.ctl("vdisk", "list").stdout
+        lst = a.ctl("vdisk", "list").stdout
+        assert "2 queue(s)" in lst and "poll-us 64" in lst, lst
         p = subprocess.Popen([prog_path("vhost_fe"), sock, "reconnect", "4", "6"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_line(p, "running")
@@ -294,7 +347,7 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
         out, err = p.communicate(timeout=90)
         assert p.returncode == 0, out + err
         assert re.search(r"[1-9]\d* reconnects, 0 failures", out), out
-        assert sock in a.ctl("vdisk", "list").stdout
+        assert "poll-us 64" in a.ctl("vdisk", "list").stdout   # remembered with its options
         assert a.ctl("vdisk", "unexport", sock).stdout.strip() == "unexported"
         assert "no vhost-user-blk exports" in a.ctl("vdisk", "list").stdout
     finally:

@@ -31,7 +31,7 @@ static void usage(FILE *f)
 "                      export a datastore directory over NFS now (remembered)\n"
 "  export remove PATH  stop exporting PATH (its file handles become stale)\n"
 "  vdisk list          vhost-user-blk exports (socket, disk, connected, requests)\n"
-"  vdisk export DISK SOCKET [num-queues=N,workers=N,ro]\n"
+"  vdisk export DISK SOCKET [num-queues=N,workers=N,poll-us=N,ro]\n"
 "                      serve datastore disk DISK to QEMU on Unix socket SOCKET\n"
 "                      (cluster-locked while exported; remembered)\n"
 "  vdisk unexport SOCKET|DISK\n"
