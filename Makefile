@@ -29,7 +29,7 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Library layers, bottom up.  A folder that does not exist yet contributes nothing.
-LIB_DIRS := blockdev fs lockmgr journal host thinprov hypervisor-io iscsi nfs
+LIB_DIRS := util blockdev fs lockmgr journal host thinprov hypervisor-io iscsi nfs
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 
 # Programs: folder -> binary name.

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "vmfs/util.h"
 #include "internal.h"
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -650,22 +651,6 @@ out:
 	return r;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json)
 {
 	bool first_t = true;
@@ -675,7 +660,7 @@ void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json)
 		fprintf(f, "{\"portals\": [");
 		for (int i = 0; i < s->nl; i++) {
 			fprintf(f, "%s", i ? ", " : "");
-			json_str(f, s->portal[i]);
+			vmfs_json_str(f, s->portal[i]);
 		}
 		fprintf(f, "], \"targets\": [");
 	} else {
@@ -689,12 +674,12 @@ void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json)
 			nsess += c->tgt == t;
 		if (json) {
 			fprintf(f, "%s{\"iqn\": ", first_t ? "" : ", ");
-			json_str(f, t->iqn);
+			vmfs_json_str(f, t->iqn);
 			fprintf(f, ", \"chap\": %s, \"mutual_chap\": %s, \"initiators\": [",
 				t->chap_user[0] ? "true" : "false", t->mutual_user[0] ? "true" : "false");
 			for (int i = 0; i < t->ninitiators; i++) {
 				fprintf(f, "%s", i ? ", " : "");
-				json_str(f, t->initiators[i]);
+				vmfs_json_str(f, t->initiators[i]);
 			}
 			fprintf(f, "], \"sessions\": [");
 			bool first_s = true;
@@ -703,11 +688,11 @@ void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json)
 				if (c->tgt != t)
 					continue;
 				fprintf(f, "%s{\"initiator\": ", first_s ? "" : ", ");
-				json_str(f, c->initiator);
+				vmfs_json_str(f, c->initiator);
 				fprintf(f, ", \"isid\": \"%02x%02x%02x%02x%02x%02x\", \"tsih\": %u, "
 					"\"peer\": ", c->isid[0], c->isid[1], c->isid[2], c->isid[3],
 					c->isid[4], c->isid[5], c->tsih);
-				json_str(f, c->peer);
+				vmfs_json_str(f, c->peer);
 				fprintf(f, "}");
 				first_s = false;
 			}
@@ -732,7 +717,7 @@ void iscsi_srv_list(struct iscsi_srv *s, FILE *f, bool json)
 				continue;
 			if (json) {
 				fprintf(f, "%s{\"lun\": %d, \"path\": ", first_l ? "" : ", ", i);
-				json_str(f, ls->path);
+				vmfs_json_str(f, ls->path);
 				fprintf(f, ", \"size\": %llu, \"block_size\": %u, \"thin\": %s, "
 					"\"id\": \"%016llx\"}",
 					(unsigned long long)ls->sl.bs->size, ls->sl.block_size,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmfs/util.h"
 #include "internal.h"
 
 static uint32_t fnv1a(const char *s)
@@ -312,22 +313,6 @@ int nfs_srv_remove_export(struct nfs_srv *s, const char *path, char *err, size_t
 	return r;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 void nfs_srv_list_exports(struct nfs_srv *s, FILE *f, bool json)
 {
 	pthread_mutex_lock(&s->mu);
@@ -338,9 +323,9 @@ void nfs_srv_list_exports(struct nfs_srv *s, FILE *f, bool json)
 
 		if (json) {
 			fprintf(f, "%s{\"path\": ", i ? ", " : "");
-			json_str(f, e->path);
+			vmfs_json_str(f, e->path);
 			fprintf(f, ", \"spec\": ");
-			json_str(f, e->spec);
+			vmfs_json_str(f, e->spec);
 			fprintf(f, ", \"ro\": %s, \"root_squash\": %s, \"all_squash\": %s, "
 				"\"anonuid\": %u, \"anongid\": %u, \"volume_mounted\": %s}",
 				e->ro ? "true" : "false", e->root_squash ? "true" : "false",

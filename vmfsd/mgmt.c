@@ -42,32 +42,16 @@ int vmfsd_mgmt_listen(struct vmfsd *d)
 	return 0;
 }
 
-void vmfsd_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 static void cmd_status(struct vmfsd *d, FILE *f, bool json)
 {
 	double up = vmfsd_now() - d->started;
 
 	if (json) {
 		fprintf(f, "{\"host_uuid\": ");
-		vmfsd_json_str(f, d->host_uuid);
+		vmfs_json_str(f, d->host_uuid);
 		fprintf(f, ", \"pid\": %d, \"uptime_s\": %.1f, \"volumes\": %d, \"state_dir\": ",
 			(int)getpid(), up, d->nvols);
-		vmfsd_json_str(f, d->cfg.state_dir);
+		vmfs_json_str(f, d->cfg.state_dir);
 		fprintf(f, "}\n");
 	} else {
 		fprintf(f, "host uuid: %s\npid: %d\nuptime: %.1f s\nvolumes: %d\nstate dir: %s\n",
@@ -86,11 +70,11 @@ static void cmd_volumes(struct vmfsd *d, FILE *f, bool json)
 
 		if (json) {
 			fprintf(f, "%s{\"spec\": ", i ? ", " : "");
-			vmfsd_json_str(f, v->spec);
+			vmfs_json_str(f, v->spec);
 			fprintf(f, ", \"size\": %llu, \"ats\": ", (unsigned long long)v->size);
-			vmfsd_json_str(f, v->ats ? v->ats : "");
+			vmfs_json_str(f, v->ats ? v->ats : "");
 			fprintf(f, ", \"state\": ");
-			vmfsd_json_str(f, v->state);
+			vmfs_json_str(f, v->state);
 			fprintf(f, "}");
 		} else {
 			fprintf(f, "%-40s %-14llu %-18s %s\n", v->spec, (unsigned long long)v->size,
@@ -105,7 +89,7 @@ void vmfsd_reply(FILE *f, bool json, bool ok, const char *msg)
 {
 	if (json) {
 		fprintf(f, "{\"%s\": ", ok ? "ok" : "error");
-		vmfsd_json_str(f, msg);
+		vmfs_json_str(f, msg);
 		fprintf(f, "}\n");
 	} else {
 		fprintf(f, "%s%s\n", ok ? "" : "error: ", msg);

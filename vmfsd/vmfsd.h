@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmfs/util.h"
 #include "log.h"
 #include "store.h"
 
@@ -69,9 +70,6 @@ struct vmfsd {
 int vmfsd_mgmt_listen(struct vmfsd *d);
 /** Serve one accepted connection (one request line, one reply). */
 void vmfsd_mgmt_serve(struct vmfsd *d, int fd);
-#include <stdio.h>
-/** Write @s as a JSON string (quoted, escaped). */
-void vmfsd_json_str(FILE *f, const char *s);
 /** One-line management reply: text "MSG" / "error: MSG", or {"ok"|"error": "MSG"}. */
 void vmfsd_reply(FILE *f, bool json, bool ok, const char *msg);
 

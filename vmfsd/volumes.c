@@ -110,7 +110,7 @@ void vmfsd_mgmt_hosts(struct vmfsd *d, FILE *f, bool json)
 			uuid_unparse_lower(hosts[k].rec.uuid, u);
 			if (json) {
 				fprintf(f, "%s{\"volume\": ", first ? "" : ", ");
-				vmfsd_json_str(f, v->label[0] ? v->label : v->spec);
+				vmfs_json_str(f, v->label[0] ? v->label : v->spec);
 				fprintf(f, ", \"slot\": %u, \"uuid\": \"%s\", \"state\": \"%s\", "
 					"\"age_s\": %.1f, \"generation\": %llu}", hosts[k].slot, u,
 					vmfs_host_state_name(hosts[k].state), age,
@@ -203,9 +203,9 @@ static void print_lock(FILE *f, bool json, bool *first, const char *vol, const c
 	uuid_unparse_lower(rec->uuid, u);
 	if (json) {
 		fprintf(f, "%s{\"volume\": ", *first ? "" : ", ");
-		vmfsd_json_str(f, vol);
+		vmfs_json_str(f, vol);
 		fprintf(f, ", \"object\": ");
-		vmfsd_json_str(f, what);
+		vmfs_json_str(f, what);
 		fprintf(f, ", \"mode\": \"%s\", \"owner\": \"%s\", \"slot\": %d, \"holders\": %u, "
 			"\"token\": %llu}", vmfs_lock_mode_name((enum vmfs_lm_mode)rec->mode),
 			rec->mode == VMFS_LM_EXCL ? u : "", rec->mode == VMFS_LM_EXCL ? slot : -1,
