@@ -117,7 +117,7 @@ struct nfs_srv {
 	uint16_t nfs_port;
 	uint32_t nfs_addr;
 	bool have_pmap;
-	uint8_t wverf[8];
+	uint64_t wverf;          /* write verifier (atomic): new per instance and after a lost write */
 	struct nfs_wlock *wlocks;
 	int nwlocks, capwlocks;
 	struct nfs_conn *conns;

@@ -362,11 +362,23 @@ static void wlock_mark(struct nfs_srv *s, int vol, uint32_t addr, bool dirty)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* A write answered early failed afterwards: COMMIT tells the client. */
+static void put_wverf(struct xdr_out *o, struct nfs_srv *s)
+{
+	uint64_t v = __atomic_load_n(&s->wverf, __ATOMIC_ACQUIRE);
+
+	xout_fixed(o, &v, 8);
+}
+
+/* A write answered early failed afterwards: COMMIT on the file reports it,
+ * and the write verifier changes at once, so the client's next COMMIT or
+ * WRITE reply carries a new verifier and it re-sends every UNSTABLE write
+ * it still holds (RFC 1813 3.3.7), even if the record of the error below
+ * is gone by then (lock dropped while idle). */
 static void wlock_fail(struct nfs_srv *s, int vol, uint32_t addr, int err)
 {
 	struct nfs_wlock *w;
 
+	__atomic_add_fetch(&s->wverf, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&s->mu);
 	w = wlock_find(s, vol, addr);
 	if (w)
@@ -778,7 +790,7 @@ static bool write_early(struct req *q, struct xdr_out *o, const struct vmfs_stat
 	xout_u32(o, 0);            /* post-op attributes: not yet */
 	xout_u32(o, dlen);
 	xout_u32(o, UNSTABLE);
-	xout_fixed(o, q->s->wverf, 8);
+	put_wverf(o, q->s);
 	if (!nfs_rpc_reply_early(q->c, o)) {
 		o->len = at;
 		q->s->vols[q->vol].free_bytes += dlen;
@@ -857,7 +869,7 @@ static int p_write(struct req *q, struct xdr_in *x, struct xdr_out *o)
 	put_wcc(q, o, &st, addr);
 	xout_u32(o, (uint32_t)n);
 	xout_u32(o, stable == UNSTABLE ? UNSTABLE : FILE_SYNC);
-	xout_fixed(o, q->s->wverf, 8);
+	put_wverf(o, q->s);
 	return RPC_SUCCESS;
 fail:
 	xout_u32(o, (uint32_t)status);
@@ -1452,7 +1464,7 @@ static int p_commit(struct req *q, struct xdr_in *x, struct xdr_out *o)
 	xout_u32(o, (uint32_t)status);
 	put_wcc(q, o, have ? &st : NULL, have ? addr : 0);
 	if (!status)
-		xout_fixed(o, q->s->wverf, 8);
+		put_wverf(o, q->s);
 	return RPC_SUCCESS;
 }
 

@@ -40,11 +40,11 @@ int nfs_srv_create(vmfs_log_fn log, void *log_ctx, struct nfs_srv **out)
 	s->ep = s->qev = -1;
 	s->qtail = &s->queue;
 	/* the write verifier changes with every server instance (RFC 1813 §3.3.7) */
-	if (RAND_bytes(s->wverf, sizeof(s->wverf)) != 1) {
+	if (RAND_bytes((uint8_t *)&s->wverf, sizeof(s->wverf)) != 1) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		memcpy(s->wverf, &ts, sizeof(s->wverf));
+		s->wverf = (uint64_t)ts.tv_sec << 30 ^ (uint64_t)ts.tv_nsec;
 	}
 	*out = s;
 	return 0;
