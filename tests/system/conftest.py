@@ -111,3 +111,47 @@ def tgt_target(tmp_path):
     t = TgtTarget(tmp_path)
     yield t
     t.stop()
+
+
+# ---- vmfsd serving a network protocol (iSCSI / NFS tests) ----------------------
+import signal
+
+
+class VmfsdService:
+    """vmfsd with its state in @tmp/state and its log in @tmp/vmfsd.log; start()
+    returns once it accepts connections on 127.0.0.1:@port and its management
+    socket exists."""
+
+    def __init__(self, tmp, port):
+        self.tmp, self.port = tmp, port
+        self.state = tmp / "state"
+        self.proc = None
+
+    def start(self, args, env=None, timeout=10):
+        self.log = open(self.tmp / "vmfsd.log", "a")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen([bin_path("vmfsd"), "--state-dir", str(self.state)] + list(args),
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("vmfsd exited: " + (self.tmp / "vmfsd.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                if (self.state / "vmfsd.sock").exists():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("vmfsd did not start listening")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=30)
+        self.log.close()
+        return rc
+
+    def ctl(self, *args):
+        return subprocess.run([bin_path("vmfsctl"), "--state-dir", str(self.state)] + list(args),
+                              capture_output=True, text=True, timeout=30)

@@ -5,16 +5,14 @@ block layer (COMPARE AND WRITE as ATS), LUN changes through vmfsctl without a
 restart, and hostile PDUs over a raw socket."""
 import hashlib
 import os
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import bin_path, prog_path
+from conftest import VmfsdService, bin_path, prog_path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from iscsi_cu_classify import classify  # noqa: E402
@@ -40,44 +38,13 @@ def free_port():
     return p
 
 
-class Target:
+class Target(VmfsdService):
     def __init__(self, tmp, port):
-        self.tmp, self.port = tmp, port
-        self.state = tmp / "state"
+        super().__init__(tmp, port)
         self.portal = f"127.0.0.1:{port}"
-        self.proc = None
 
     def url(self, iqn, lun=0, cred=""):
         return f"iscsi://{cred}{self.portal}/{iqn}/{lun}"
-
-    def start(self, args, env=None):
-        self.log = open(self.tmp / "vmfsd.log", "a")
-        e = dict(os.environ)
-        e.update(env or {})
-        self.proc = subprocess.Popen([bin_path("vmfsd"), "--state-dir", str(self.state)] + args,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=e)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("vmfsd exited: " + (self.tmp / "vmfsd.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                if (self.state / "vmfsd.sock").exists():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("vmfsd did not start listening")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        self.log.close()
-        return rc
-
-    def ctl(self, *args):
-        return subprocess.run([bin_path("vmfsctl"), "--state-dir", str(self.state)] + list(args),
-                              capture_output=True, text=True, timeout=30)
 
 
 def sparse(path, size):

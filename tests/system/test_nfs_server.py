@@ -9,7 +9,6 @@ import hashlib
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -18,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import bin_path, prog_path
+from conftest import VmfsdService, bin_path, prog_path
 
 NFS3ERR_JUKEBOX = 10008
 MNT3ERR_ACCES = 13
@@ -41,43 +40,17 @@ def scratch(tmp_path):
     return tmp_path
 
 
-class Server:
+class Server(VmfsdService):
     def __init__(self, d, port):
-        self.d, self.port = d, port
-        self.state = d / "state"
+        super().__init__(d, port)
+        self.d = d
         self.img = d / "ds.img"
-        self.proc = None
 
     def url(self, path):
         return f"nfs://127.0.0.1{path}?nfsport={self.port}&mountport={self.port}"
 
     def start(self, args=()):
-        self.log = open(self.d / "vmfsd.log", "a")
-        self.proc = subprocess.Popen([bin_path("vmfsd"), "--state-dir", str(self.state),
-                                      "--io-timeout", "0.5"] + list(args),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("vmfsd exited: " + (self.d / "vmfsd.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                if (self.state / "vmfsd.sock").exists():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("vmfsd did not start listening")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        self.log.close()
-        return rc
-
-    def ctl(self, *args):
-        return subprocess.run([bin_path("vmfsctl"), "--state-dir", str(self.state)] + list(args),
-                              capture_output=True, text=True, timeout=30)
+        super().start(["--io-timeout", "0.5"] + list(args), timeout=60)
 
     def client(self, *args, timeout=60):
         return subprocess.run([prog_path("nfs_client"), args[0], "127.0.0.1", str(self.port)]
