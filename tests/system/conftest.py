@@ -1,6 +1,8 @@
 """Shared fixtures for the system tests: paths into the build, scratch dirs."""
 import os
 import pathlib
+import subprocess
+
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -17,6 +19,16 @@ def bin_path(name):
     return str(p)
 
 
+def run(args, check=True, timeout=120, **kw):
+    """Run a command (arguments may be paths or numbers); output as text.
+    With @check, a non-zero exit fails with the ends of stdout and stderr."""
+    p = subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} rc={p.returncode}\nstdout={p.stdout[-3000:]}\nstderr={p.stderr[-3000:]}")
+    return p
+
+
 def prog_path(name):
     p = PROGS / name
     if not p.exists():
@@ -27,7 +39,6 @@ def prog_path(name):
 # ---- a private tgt iSCSI target (blockdev tests; usable by any layer) --------
 import shutil
 import socket
-import subprocess
 import time
 
 

@@ -13,17 +13,9 @@ import subprocess
 
 import pytest
 
-from conftest import SHARED, TgtTarget, bin_path, prog_path
+from conftest import SHARED, TgtTarget, bin_path, prog_path, run
 
 MiB = 1 << 20
-
-
-def run(args, check=True, timeout=120, **kw):
-    p = subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout, text=True, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{args} rc={p.returncode}\nstdout={p.stdout[-3000:]}\nstderr={p.stderr[-3000:]}")
-    return p
 
 
 def vkt(vol, *args, check=True):
