@@ -33,6 +33,13 @@
 #include "internal.h"
 
 #define VMFS_QUEUE_MAX_DEPTH 4096u
+/* iocbs per io_submit().  The kernel plugs a batch of more than two and
+ * dispatches none of it to the device before the last one is set up (a few
+ * microseconds each through a filesystem's O_DIRECT path): 32 at once left a
+ * virtio disk idle for ~100 us per round and cost 20-30% of 4K QD32 IOPS
+ * against one at a time (bench/vhost).  Small groups start the device early
+ * and still save most of the system calls. */
+#define AIO_SUBMIT_GROUP 4
 
 enum qkind { Q_AIO, Q_NATIVE, Q_EMUL };
 
@@ -272,6 +279,8 @@ static int kick_aio(struct vmfs_bdev_queue *q)
 			if (q->efd_armed)
 				io_set_eventfd(cb, q->efd);
 			q->iocbp[n++] = cb;
+			if (n == AIO_SUBMIT_GROUP)
+				break;
 		}
 		if (n == 0) {
 			/* zero-length request at the head */
