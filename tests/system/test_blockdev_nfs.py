@@ -6,7 +6,6 @@ mount namespace (`unshare --net --mount`) with its own loopback (plus a
 127.0.0.1) and a private tmpfs on /run (rpcbind's socket and lock file), so
 nothing listens in the host's namespace and nothing is left behind: the
 namespaces die with the script."""
-import os
 import shutil
 import struct
 import subprocess

@@ -3,7 +3,6 @@ sparse image file (heartbeat region at 0x300000), io_timeout 0.25 s
 (hb_interval 0.375 s, hb_timeout 2 s, fence at 1.75 s)."""
 import os
 import pathlib
-import re
 import shutil
 import signal
 import struct

@@ -7,7 +7,6 @@ mount behind."""
 import ctypes
 import ctypes.util
 import os
-import signal
 import subprocess
 import time
 
