@@ -122,6 +122,19 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* What this thread's transactions discarded (vmfs_fs_discard_count). */
+static _Thread_local struct vmfs_discard_count tl_discard;
+
+bool vmfs_fs_discards(const struct vmfs_fs *fs)
+{
+	return fs && (fs->flags & VMFS_FS_DISCARD) && !(fs->flags & VMFS_FS_RDONLY);
+}
+
+void vmfs_fs_discard_count(struct vmfs_discard_count *c)
+{
+	*c = tl_discard;
+}
+
 /* Discard the blocks freed by a committed transaction, runs coalesced. */
 static void discard_freed(struct vmfs_txn *t)
 {
@@ -132,7 +145,14 @@ static void discard_freed(struct vmfs_txn *t)
 		size_t j = i + 1;
 		while (j < t->nfreed && t->freed[j] == t->freed[j - 1] + 1)
 			j++;
-		int r = vmfs_bdev_discard(fs->bd, t->freed[i] * fs->bs, (j - i) * fs->bs);
+		uint64_t len = (j - i) * fs->bs;
+		int r = vmfs_bdev_discard(fs->bd, t->freed[i] * fs->bs, len);
+		if (r) {
+			tl_discard.failed += len;
+			tl_discard.last_err = r;
+		} else {
+			tl_discard.bytes += len;
+		}
 		if (r && r != -EOPNOTSUPP)
 			fs_log(fs, VMFS_LOG_WARN, "discard of blocks %llu..%llu failed: %d",
 			       (unsigned long long)t->freed[i], (unsigned long long)t->freed[j - 1], r);

@@ -278,6 +278,7 @@ static int pz_batch(void *ctx, const struct tp_batch *b)
 		return 0;
 	for (size_t i = 0; i < b->nzero && !e; i++)
 		e = tp_snap_add(&s, b->zero_lv[i], b->zero[i].len);
+	tp_snap_mark(&s);
 	if (!e)
 		e = vmfs_punchv(c->fs, c->addr, b->zero, b->nzero);
 	if (!e)

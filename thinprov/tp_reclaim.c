@@ -4,16 +4,22 @@
  * free file block.
  *
  * The filesystem does not tell us which blocks a transaction freed, so:
- * snapshot the file's allocated extents before the operation, run it, flush
- * (the in-place metadata writes of the committed transaction become durable:
- * a crash can no longer bring back a file that references a discarded
- * block), then discard each snapshot block the FBB bitmap now shows free.
- * A discard before the commit would be data loss if the transaction failed.
+ * snapshot the file's allocated extents before the operation, run it, and
+ * count each snapshot block the FBB bitmap now shows free.
  *
- * Known limit (see docs/thinprov.md): between our bitmap check and the
- * discard another host may allocate the block; the fs has no hook to discard
- * under the resource cluster lock.  Tools refuse the datastore-wide reclaim
- * while other hosts are live.
+ * A fs opened with VMFS_FS_DISCARD (every host mount) has already discarded
+ * those blocks inside the committing transaction, under the resource cluster
+ * lock; we only read how many bytes it discarded (vmfs_fs_discard_count) and
+ * do not discard them a second time.  Otherwise we flush (the in-place
+ * metadata writes of the committed transaction become durable: a crash can
+ * no longer bring back a file that references a discarded block) and
+ * discard the free snapshot blocks ourselves.  A discard before the commit
+ * would be data loss if the transaction failed.
+ *
+ * Known limit of that second path and of the datastore-wide reclaim (see
+ * docs/thinprov.md): between our bitmap check and the discard another host
+ * may allocate the block.  Tools refuse the datastore-wide reclaim while
+ * other hosts are live.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,6 +53,11 @@ int tp_snap_add(struct tp_snap *s, uint64_t lv, uint64_t len)
 	return 0;
 }
 
+void tp_snap_mark(struct tp_snap *s)
+{
+	vmfs_fs_discard_count(&s->dc);
+}
+
 int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, uint64_t to, struct tp_snap *s)
 {
 	struct vmfs_stat st;
@@ -55,6 +66,7 @@ int tp_snap_take(struct vmfs_fs *fs, uint32_t addr, uint64_t from, uint64_t to, 
 	int e;
 
 	memset(s, 0, sizeof(*s));
+	tp_snap_mark(s);
 	e = vmfs_stat(fs, addr, &st);
 	if (e)
 		return e;
@@ -84,6 +96,17 @@ fail:
 	return e;
 }
 
+/* Count what the fs discarded since @s was marked. */
+static void count_fs_discards(const struct tp_snap *s, struct thinprov_reclaim *rc)
+{
+	struct vmfs_discard_count now;
+
+	vmfs_fs_discard_count(&now);
+	rc->discarded += now.bytes - s->dc.bytes;
+	if (now.failed != s->dc.failed && !rc->discard_err)
+		rc->discard_err = now.last_err;
+}
+
 static int discard_run(struct vmfs_fs *fs, uint64_t lv, uint64_t len, const struct thinprov_opts *o,
 		       struct thinprov_reclaim *rc)
 {
@@ -107,6 +130,7 @@ int tp_snap_reclaim(struct vmfs_fs *fs, const struct tp_snap *s, const struct th
 		    struct thinprov_reclaim *rc)
 {
 	struct thinprov_reclaim dummy = { 0 };
+	struct thinprov_opts none = { .flags = THINPROV_NO_DISCARD };
 	uint64_t bs = tp_bs(fs);
 	int e;
 
@@ -114,10 +138,16 @@ int tp_snap_reclaim(struct vmfs_fs *fs, const struct tp_snap *s, const struct th
 		rc = &dummy;
 	if (!s->n)
 		return 0;
-	/* the freeing transaction's in-place writes must be durable first */
-	e = vmfs_fs_sync(fs);
-	if (e)
-		return e;
+	if (vmfs_fs_discards(fs)) {
+		/* the fs discarded what its transaction freed: count only */
+		count_fs_discards(s, rc);
+		o = &none;
+	} else {
+		/* the freeing transaction's in-place writes must be durable first */
+		e = vmfs_fs_sync(fs);
+		if (e)
+			return e;
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		uint64_t run = 0, run_lv = 0;
 		for (uint64_t lv = s->ext[i].lv; lv < s->ext[i].lv + s->ext[i].len; lv += bs) {

@@ -187,6 +187,23 @@ int vmfs_fs_open_paths(const char *const *paths, int n, const struct vmfs_fs_opt
 void vmfs_fs_set_alloc_slot(struct vmfs_fs *fs, unsigned slot);
 /** Flush the LV. */
 int vmfs_fs_sync(struct vmfs_fs *fs);
+
+/* Discards the fs itself did (VMFS_FS_DISCARD: the blocks a committed
+ * transaction freed, discarded in the committing thread, after the journal
+ * commit, before the cluster locks are released).  The counters are per
+ * calling thread and cumulative over every fs since the thread started:
+ * read them before and after a call (vmfs_punch, vmfs_unlink, ...) to learn
+ * what that call discarded.  A discard is advisory: a failed one is counted
+ * here and logged, the call still succeeds. */
+struct vmfs_discard_count {
+	uint64_t bytes;            /* bytes the device accepted */
+	uint64_t failed;           /* bytes whose discard failed */
+	int last_err;              /* error of the last failed discard (-EOPNOTSUPP, ...), or 0 */
+};
+/** Whether @fs discards the blocks its transactions free (VMFS_FS_DISCARD). */
+bool vmfs_fs_discards(const struct vmfs_fs *fs);
+/** The calling thread's discard counters. */
+void vmfs_fs_discard_count(struct vmfs_discard_count *c);
 void vmfs_fs_close(struct vmfs_fs *fs);
 
 const struct vmfs_fs_info *vmfs_fs_get_info(const struct vmfs_fs *fs);

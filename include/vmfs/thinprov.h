@@ -21,10 +21,14 @@
  * straight to the LV and flush, then let the fs write it again.
  *
  * Reclaim.  Every call that frees blocks takes the file's extent map before
- * the operation and, after the filesystem transaction has committed, passes
- * each extent whose block is now free in the bitmap down to the device
- * (vmfs_bdev_discard: punch hole on a file, UNMAP on an iSCSI LUN), unless
- * THINPROV_NO_DISCARD.  Devices that cannot discard are skipped silently.
+ * the operation and, after the filesystem transaction has committed, counts
+ * each extent whose block is now free in the bitmap.  A fs that discards
+ * freed blocks itself (VMFS_FS_DISCARD, every host mount) has passed them to
+ * the device inside its transaction: thinprov reports those bytes
+ * (vmfs_fs_discard_count) and does not discard them again.  Otherwise
+ * thinprov passes them down (vmfs_bdev_discard: punch hole on a file, UNMAP
+ * on an iSCSI LUN), unless THINPROV_NO_DISCARD.  Devices that cannot discard
+ * are skipped silently.
  *
  * Functions return 0 (or a count where stated) or a negative errno.
  */

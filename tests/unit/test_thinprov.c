@@ -46,13 +46,13 @@ struct env {
 	struct vmfs_fs *fs;
 };
 
-static int setup(void **state)
+static int setup_flags(void **state, unsigned fs_flags)
 {
 	struct env *e = calloc(1, sizeof(*e));
 	struct vmfs_mkfs_opts mo = { .label = "tp", .log = quiet };
 	struct vmfs_mkfs_result res;
 	struct vmfs_volume_opts vo = { .log = quiet };
-	struct vmfs_fs_opts fo = { .log = quiet, .flags = VMFS_FS_NO_RESIDENT };
+	struct vmfs_fs_opts fo = { .log = quiet, .flags = fs_flags };
 	struct vmfs_bdev *bd = memdev_new(17 * MiB + 256 * MiB, "mem", 0x5A, &e->m);
 
 	e->m->on_discard = check_discard;
@@ -64,6 +64,17 @@ static int setup(void **state)
 	bad_discards = 0;
 	*state = e;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_flags(state, VMFS_FS_NO_RESIDENT);
+}
+
+/* The fs discards what its transactions free (as on every host mount). */
+static int setup_fs_discard(void **state)
+{
+	return setup_flags(state, VMFS_FS_NO_RESIDENT | VMFS_FS_DISCARD);
 }
 
 static int teardown(void **state)
@@ -318,6 +329,72 @@ static void test_allocation_locality(void **state)
 	free(buf);
 }
 
+/* With VMFS_FS_DISCARD the fs discards freed blocks inside the committing
+ * transaction; thinprov must report those bytes and not discard them again:
+ * the device sees every freed byte exactly once. */
+static void test_fs_discard_counted_once(void **state)
+{
+	struct env *e = *state;
+	struct thinprov_reclaim rc = { 0 };
+	struct thinprov_opts force = { .flags = THINPROV_FORCE };
+	uint8_t *buf = malloc(MiB);
+	uint64_t freed = 0, discarded = 0;
+	uint32_t a, b;
+
+	assert_true(vmfs_fs_discards(e->fs));
+	memset(buf, 0x6B, MiB);
+	assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "d", 16 * MiB, THINPROV_THIN, NULL, &a), 0);
+	for (uint64_t off = 0; off < 12 * MiB; off += MiB)
+		assert_int_equal(thinprov_pwrite(e->fs, a, buf, MiB, off, NULL), (int64_t)MiB);
+	assert_true(e->m->discards == 0 && e->m->discarded == 0);
+	/* punch-hole of 3 whole blocks */
+	assert_int_equal(thinprov_punch_hole(e->fs, a, 2 * MiB, 3 * MiB, NULL, &rc), 0);
+	assert_true(rc.freed == 3 * MiB);
+	assert_true(rc.discarded == 3 * MiB);
+	assert_true(e->m->discarded == 3 * MiB);
+	freed += rc.freed;
+	discarded += rc.discarded;
+	/* punch-zero: 4 zero blocks in place (6, 7, 8 and 10) */
+	memset(buf, 0, MiB);
+	for (uint64_t blk = 6; blk <= 10; blk++)
+		if (blk != 9)
+			assert_int_equal(vmfs_pwrite(e->fs, a, buf, MiB, blk * MiB), (int64_t)MiB);
+	memset(&rc, 0, sizeof(rc));
+	assert_int_equal(thinprov_punch_zero(e->fs, VMFS_ROOT_ADDR, "d", &a, NULL, &rc), 0);
+	assert_true(rc.freed == 4 * MiB);
+	assert_true(rc.discarded == 4 * MiB);
+	freed += rc.freed;
+	discarded += rc.discarded;
+	/* a forced shrink to 11 MiB frees block 11 */
+	memset(&rc, 0, sizeof(rc));
+	assert_int_equal(thinprov_extend(e->fs, a, 11 * MiB, &force, &rc), 0);
+	assert_true(rc.freed == MiB && rc.discarded == MiB);
+	freed += rc.freed;
+	discarded += rc.discarded;
+	/* delete: the rest (blocks 0, 1, 5, 9) */
+	memset(&rc, 0, sizeof(rc));
+	assert_int_equal(thinprov_unlink(e->fs, VMFS_ROOT_ADDR, "d", NULL, &rc), 0);
+	assert_true(rc.freed == 4 * MiB && rc.discarded == 4 * MiB);
+	freed += rc.freed;
+	discarded += rc.discarded;
+	/* THINPROV_NO_DISCARD cannot stop the fs: the report says what happened */
+	{
+		struct thinprov_opts nod = { .flags = THINPROV_NO_DISCARD };
+		assert_int_equal(thinprov_create(e->fs, VMFS_ROOT_ADDR, "z", 2 * MiB, THINPROV_ZEROEDTHICK,
+						 NULL, &b), 0);
+		memset(&rc, 0, sizeof(rc));
+		assert_int_equal(thinprov_unlink(e->fs, VMFS_ROOT_ADDR, "z", &nod, &rc), 0);
+		assert_true(rc.freed == 2 * MiB && rc.discarded == 2 * MiB);
+		freed += rc.freed;
+		discarded += rc.discarded;
+	}
+	assert_true(freed == 14 * MiB);
+	assert_true(discarded == freed);
+	assert_true(e->m->discarded == freed);     /* once each, not twice */
+	assert_int_equal(bad_discards, 0);
+	free(buf);
+}
+
 static int cancel_cb(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)total;
@@ -371,6 +448,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_types_and_random_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extend_keeps_type_and_shrink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_discards_only_freed_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fs_discard_counted_once, setup_fs_discard, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_and_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_locality, setup, teardown),
 		cmocka_unit_test(test_vmdk_descriptor_parse),
