@@ -63,7 +63,7 @@ static void usage(FILE *f)
 
 struct cfg {
 	bool foreground, debug, single, ro;
-	int direct;                 /* -1 auto, 0 off, 1 on */
+	enum vmfs_host_direct direct;
 	bool direct_io, fs_writes, libfuse_mt;
 	uint64_t threads;
 	uint64_t io_timeout_ms, lock_wait_ms;
@@ -135,9 +135,9 @@ static int parse_opts(struct cfg *c, const char *arg)
 				r = -1;
 			}
 		} else if (!strcmp(tok, "direct")) {
-			c->direct = 1;
+			c->direct = VMFS_HOST_DIRECT_ON;
 		} else if (!strcmp(tok, "nodirect")) {
-			c->direct = 0;
+			c->direct = VMFS_HOST_DIRECT_OFF;
 		} else if (!strcmp(tok, "direct_io")) {
 			c->direct_io = true;
 		} else if (!strcmp(tok, "fs_writes")) {
@@ -256,16 +256,10 @@ static void find_sysfiles(struct vf *v)
 	}
 }
 
-static bool is_blockdev(const char *p)
-{
-	struct stat st;
-
-	return strstr(p, "://") || (stat(p, &st) == 0 && S_ISBLK(st.st_mode));
-}
-
 int main(int argc, char **argv)
 {
-	struct cfg c = { .direct = -1, .attr_timeout = 1.0, .entry_timeout = 1.0, .threads = 16 };
+	struct cfg c = { .direct = VMFS_HOST_DIRECT_AUTO, .attr_timeout = 1.0, .entry_timeout = 1.0,
+			 .threads = 16 };
 	struct vf v = { 0 };
 	struct vmfs_host_opts ho = { 0 };
 	const char *paths[VMFS_MAX_EXTENTS];
@@ -356,7 +350,7 @@ int main(int argc, char **argv)
 	v.fs_writes = c.fs_writes;
 	v.attr_timeout = c.attr_timeout;
 	v.entry_timeout = c.entry_timeout;
-	v.direct_bdev = c.direct == 1 || (c.direct == -1 && is_blockdev(paths[0]));
+	v.direct_bdev = vmfs_host_want_direct(c.direct, paths, npaths);
 	ho.flags = (c.ro ? VMFS_HOST_RDONLY : 0) | (v.direct_bdev ? VMFS_HOST_DIRECT : 0);
 	memcpy(ho.uuid, c.uuid, 16);
 	ho.io_timeout_us = c.io_timeout_ms * 1000;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -636,6 +637,19 @@ struct vmfs_bdev *vmfs_host_bdev(struct vmfs_host *h) { return h->lv; }
 bool vmfs_host_rdonly(const struct vmfs_host *h) { return h->flags & VMFS_HOST_RDONLY; }
 int vmfs_host_slot(const struct vmfs_host *h) { return h->hb ? vmfs_hb_slot(h->hb) : -1; }
 bool vmfs_host_healthy(const struct vmfs_host *h) { return !atomic_load(&h->lost); }
+
+bool vmfs_host_want_direct(enum vmfs_host_direct mode, const char *const *paths, int n)
+{
+	if (mode != VMFS_HOST_DIRECT_AUTO)
+		return mode == VMFS_HOST_DIRECT_ON;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+
+		if (strstr(paths[i], "://") || (stat(paths[i], &st) == 0 && S_ISBLK(st.st_mode)))
+			return true;
+	}
+	return false;
+}
 
 /* ---- file locks ------------------------------------------------------------- */
 

@@ -44,6 +44,20 @@ extern "C" {
  * resource cluster is still locked: punch hole on a file, UNMAP on a LUN). */
 #define VMFS_HOST_NO_DISCARD 0x8u
 
+/* Whether a process opens a volume's extents with O_DIRECT (VMFS_HOST_DIRECT). */
+enum vmfs_host_direct {
+	VMFS_HOST_DIRECT_AUTO,   /* vmfs_host_want_direct() decides */
+	VMFS_HOST_DIRECT_ON,
+	VMFS_HOST_DIRECT_OFF,
+};
+
+/** Whether to open the extents @paths[0..n-1] with O_DIRECT under @mode.
+ *  AUTO: yes as soon as one extent is a block device or an iscsi:// / nfs://
+ *  URL (a LUN other hosts write to: this host's page cache would not see
+ *  their writes), no when all are regular files (image files).  The one rule
+ *  vmfs-fuse and vmfsd share. */
+bool vmfs_host_want_direct(enum vmfs_host_direct mode, const char *const *paths, int n);
+
 #define VMFS_HOST_JOURNAL_SIZE (1u << 20)   /* one journal per slot */
 #define VMFS_HOST_JOURNAL_FILE ".jbc.sf"
 
