@@ -11,7 +11,7 @@
 enum {
 	OPT_CONFIG = 256, OPT_STATE_DIR, OPT_SOCKET, OPT_PIDFILE, OPT_LOG_FILE,
 	OPT_LOG_LEVEL, OPT_HOST_UUID, OPT_VOLUME, OPT_DAEMONIZE, OPT_IO_TIMEOUT,
-	OPT_ISCSI, OPT_LUN, OPT_NFS, OPT_NFS_PORTMAP, OPT_EXPORT, OPT_VHOST,
+	OPT_ISCSI, OPT_LUN, OPT_NFS, OPT_NFS_PORTMAP, OPT_EXPORT, OPT_VHOST, OPT_DIRECT,
 	OPT_HELP = 'h', OPT_VERSION = 'V',
 };
 
@@ -26,6 +26,7 @@ static const struct option longopts[] = {
 	{ "volume", required_argument, NULL, OPT_VOLUME },
 	{ "daemonize", no_argument, NULL, OPT_DAEMONIZE },
 	{ "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
+	{ "direct", required_argument, NULL, OPT_DIRECT },
 	{ "iscsi", required_argument, NULL, OPT_ISCSI },
 	{ "lun", required_argument, NULL, OPT_LUN },
 	{ "nfs", required_argument, NULL, OPT_NFS },
@@ -55,6 +56,10 @@ static void usage(FILE *f)
 "  --host-uuid UUID     this host's identity (default: generated once, kept\n"
 "                       in the state dir)\n"
 "  --io-timeout SEC     cluster I/O timeout; heartbeat timings derive from it\n"
+"  --direct MODE        open the volumes' extents with O_DIRECT: auto (default:\n"
+"                       on for block devices and iscsi:// nfs:// URLs, whose\n"
+"                       other hosts' writes a page cache would hide; off for\n"
+"                       image files), on, off\n"
 "  --iscsi ADDR[:PORT]  serve iSCSI on this portal (port 3260 by default);\n"
 "                       repeat for more portals\n"
 "  --lun IQN,PATH[,chap=USER:SECRET][,mutual=USER:SECRET][,initiators=IQN1;IQN2]\n"
@@ -126,6 +131,18 @@ static int apply(struct vmfsd_config *cfg, int id, const char *name, const char 
 		if (*end || !(cfg->io_timeout > 0 && cfg->io_timeout <= 600)) {
 			fprintf(stderr, "vmfsd: %s: bad --io-timeout '%s' (seconds, 0 < t <= 600)\n",
 				where, val);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_DIRECT:
+		if (!strcmp(val, "auto"))
+			cfg->direct = VMFS_HOST_DIRECT_AUTO;
+		else if (!strcmp(val, "on"))
+			cfg->direct = VMFS_HOST_DIRECT_ON;
+		else if (!strcmp(val, "off"))
+			cfg->direct = VMFS_HOST_DIRECT_OFF;
+		else {
+			fprintf(stderr, "vmfsd: %s: bad --direct '%s' (auto, on, off)\n", where, val);
 			return -EINVAL;
 		}
 		return 0;

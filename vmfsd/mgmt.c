@@ -64,7 +64,7 @@ static void cmd_volumes(struct vmfsd *d, FILE *f, bool json)
 	if (json)
 		fprintf(f, "[");
 	else
-		fprintf(f, "%-40s %-14s %-18s %s\n", "VOLUME", "SIZE", "ATS", "STATE");
+		fprintf(f, "%-40s %-14s %-18s %-11s %s\n", "VOLUME", "SIZE", "ATS", "IO", "STATE");
 	for (int i = 0; i < d->nvols; i++) {
 		struct vmfsd_volume *v = &d->vols[i];
 
@@ -73,12 +73,14 @@ static void cmd_volumes(struct vmfsd *d, FILE *f, bool json)
 			vmfs_json_str(f, v->spec);
 			fprintf(f, ", \"size\": %llu, \"ats\": ", (unsigned long long)v->size);
 			vmfs_json_str(f, v->ats ? v->ats : "");
+			fprintf(f, ", \"direct\": %s, \"io\": \"%s\"", v->direct ? "true" : "false",
+				vmfsd_volume_io_name(v));
 			fprintf(f, ", \"state\": ");
 			vmfs_json_str(f, v->state);
 			fprintf(f, "}");
 		} else {
-			fprintf(f, "%-40s %-14llu %-18s %s\n", v->spec, (unsigned long long)v->size,
-				v->ats ? v->ats : "-", v->state);
+			fprintf(f, "%-40s %-14llu %-18s %-11s %s\n", v->spec, (unsigned long long)v->size,
+				v->ats ? v->ats : "-", vmfsd_volume_io_name(v), v->state);
 		}
 	}
 	if (json)

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmfs/host.h"
 #include "vmfs/util.h"
 #include "log.h"
 #include "store.h"
@@ -26,6 +27,7 @@ struct vmfsd_config {
 	bool daemonize;
 	enum vlog_level log_level;
 	double io_timeout;       /* seconds; 0 = default */
+	enum vmfs_host_direct direct;           /* --direct auto|on|off */
 	char *iscsi_portals[VMFSD_MAX_PORTALS]; /* --iscsi ADDR[:PORT] */
 	int niscsi;
 	char *luns[VMFSD_MAX_LUNS];             /* --lun IQN,PATH[,...] */
@@ -48,6 +50,7 @@ struct vmfsd_volume {
 	char state[96];          /* "mounted", "error: ..." */
 	uint64_t size;           /* logical volume bytes */
 	const char *ats;         /* test-and-set mode of the first extent */
+	bool direct;             /* extents opened with O_DIRECT */
 	char label[129];
 	char uuid[36];
 	struct vmfs_host *host;  /* NULL unless mounted */
@@ -79,6 +82,8 @@ double vmfsd_now(void);
 struct vmfsd;
 void vmfsd_volume_mount(struct vmfsd *d, struct vmfsd_volume *v, const char *spec);
 void vmfsd_volume_unmount(struct vmfsd_volume *v);
+/** How the volume's extents are read and written: "O_DIRECT" or "page cache". */
+const char *vmfsd_volume_io_name(const struct vmfsd_volume *v);
 #include <stdio.h>
 void vmfsd_mgmt_hosts(struct vmfsd *d, FILE *f, bool json);
 void vmfsd_mgmt_locks(struct vmfsd *d, FILE *f, bool json, const char *only);

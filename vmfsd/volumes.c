@@ -42,6 +42,9 @@ void vmfsd_volume_mount(struct vmfsd *d, struct vmfsd_volume *v, const char *spe
 	}
 	uuid_parse(d->host_uuid, o.uuid);
 	o.io_timeout_us = (uint64_t)(d->cfg.io_timeout * 1e6);
+	v->direct = vmfs_host_want_direct(d->cfg.direct, paths, n);
+	if (v->direct)
+		o.flags |= VMFS_HOST_DIRECT;
 	r = vmfs_host_mount(paths, n, &o, &v->host);
 	if (r) {
 		snprintf(v->state, sizeof(v->state), "error: %s", strerror(-r));
@@ -58,10 +61,16 @@ void vmfsd_volume_mount(struct vmfsd *d, struct vmfsd_volume *v, const char *spe
 	snprintf(v->uuid, sizeof(v->uuid), "%.35s", fi->uuid_str);
 	snprintf(v->state, sizeof(v->state), "mounted");
 	log_info("volume %s: mounted (VMFS %u.%u, label '%s', uuid %s, %llu bytes), heartbeat "
-		 "slot %d, test-and-set: %s", spec, fi->fs_major, fi->fs_minor, fi->label, v->uuid,
-		 (unsigned long long)v->size, vmfs_host_slot(v->host), v->ats);
+		 "slot %d, test-and-set: %s, %s", spec, fi->fs_major, fi->fs_minor, fi->label, v->uuid,
+		 (unsigned long long)v->size, vmfs_host_slot(v->host), v->ats,
+		 vmfsd_volume_io_name(v));
 out:
 	free(copy);
+}
+
+const char *vmfsd_volume_io_name(const struct vmfsd_volume *v)
+{
+	return v->direct ? "O_DIRECT" : "page cache";
 }
 
 void vmfsd_volume_unmount(struct vmfsd_volume *v)
