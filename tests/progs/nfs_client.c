@@ -20,6 +20,11 @@
  *   nfs_client meta HOST PORT EXPORT DIR    metadata calls in a loop in DIR (made):
  *                                          CREATE, SETATTR, LOOKUP, READDIR, RENAME,
  *                                          REMOVE, each checked
+ *   nfs_client pwrite HOST PORT EXPORT NAME OFF FILE [OFF FILE]...
+ *                                          write each FILE's bytes into NAME (made if
+ *                                          missing) at byte offset OFF, then fsync
+ *   nfs_client pread HOST PORT EXPORT NAME OFF LEN FILE [OFF LEN FILE]...
+ *                                          read LEN bytes of NAME at OFF into FILE
  *
  * Exit: 0 ok, 1 a check failed, 2 usage/connection.
  */
@@ -987,15 +992,77 @@ static void forge(struct fh *root)
 	free(w);
 }
 
+static struct nfs_context *hl_mount(const char *exp)
+{
+	struct nfs_context *nfs = nfs_init_context();
+	char url[512];
+	struct nfs_url *u;
+
+	snprintf(url, sizeof(url), "nfs://%s%s?nfsport=%d&mountport=%d", host, exp, port, port);
+	u = nfs ? nfs_parse_url_dir(nfs, url) : NULL;
+	if (!u || nfs_mount(nfs, u->server, u->path)) {
+		fprintf(stderr, "nfs_client: nfs_mount %s: %s\n", url, nfs ? nfs_get_error(nfs) : "");
+		exit(2);
+	}
+	nfs_destroy_url(u);
+	return nfs;
+}
+
+/* pwrite/pread: @args are (OFF FILE) or (OFF LEN FILE) groups; any byte
+ * offset and length, through libnfs's high-level calls. */
+static void pio(const char *exp, const char *name, int wr, int argc, char **args)
+{
+	struct nfs_context *nfs = hl_mount(exp);
+	int step = wr ? 2 : 3;
+	struct nfsfh *fh;
+	char path[512];
+
+	snprintf(path, sizeof(path), "/%s", name);
+	if (wr ? nfs_open2(nfs, path, O_RDWR | O_CREAT, 0644, &fh) : nfs_open(nfs, path, O_RDONLY, &fh)) {
+		fprintf(stderr, "nfs_client: open %s: %s\n", path, nfs_get_error(nfs));
+		exit(2);
+	}
+	if (argc % step)
+		exit(2);
+	for (int i = 0; i < argc; i += step) {
+		uint64_t off = strtoull(args[i], NULL, 0), len = wr ? 0 : strtoull(args[i + 1], NULL, 0);
+		const char *file = args[i + step - 1];
+		FILE *f = fopen(file, wr ? "rb" : "wb");
+		char *buf;
+
+		if (!f)
+			exit(2);
+		if (wr) {
+			fseek(f, 0, SEEK_END);
+			len = (uint64_t)ftell(f);
+			rewind(f);
+		}
+		buf = malloc(len + 1);
+		if (!buf || (wr && fread(buf, 1, len, f) != len))
+			exit(2);
+		int n = wr ? nfs_pwrite(nfs, fh, off, len, buf) : nfs_pread(nfs, fh, off, len, buf);
+
+		CHECK(n >= 0 && (uint64_t)n == len, "%s %llu bytes at %llu", wr ? "pwrite" : "pread",
+		      (unsigned long long)len, (unsigned long long)off);
+		if (!wr && n > 0 && fwrite(buf, 1, (size_t)n, f) != (size_t)n)
+			exit(2);
+		fclose(f);
+		free(buf);
+	}
+	CHECK(!wr || nfs_fsync(nfs, fh) == 0, "fsync");
+	nfs_close(nfs, fh);
+	nfs_destroy_context(nfs);
+}
+
 int main(int argc, char **argv)
 {
 	struct nfs_context *nfs = NULL;
 	struct fh root;
 	uint32_t ms;
-	char url[512];
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: nfs_client procs|forge|mnt|owner|write|verf|mkdir|pipeline|meta "
+		fprintf(stderr, "usage: nfs_client procs|forge|mnt|owner|write|verf|mkdir|pipeline|meta|"
+			"pwrite|pread "
 			"HOST PORT EXPORT [NAME]\n");
 		return 2;
 	}
@@ -1012,15 +1079,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[1], "procs")) {
-		nfs = nfs_init_context();
-		snprintf(url, sizeof(url), "nfs://%s%s?nfsport=%d&mountport=%d", host, argv[4], port, port);
-		struct nfs_url *u = nfs_parse_url_dir(nfs, url);
-
-		if (!u || nfs_mount(nfs, u->server, u->path)) {
-			fprintf(stderr, "nfs_client: nfs_mount %s: %s\n", url, nfs_get_error(nfs));
-			return 2;
-		}
-		nfs_destroy_url(u);
+		nfs = hl_mount(argv[4]);
 		suite(nfs, &root);
 		nfs_destroy_context(nfs);
 	} else if (!strcmp(argv[1], "forge")) {
@@ -1062,6 +1121,8 @@ int main(int argc, char **argv)
 		free(w);
 	} else if (!strcmp(argv[1], "pipeline") && argc > 5) {
 		pipeline(&root, argv[5]);
+	} else if ((!strcmp(argv[1], "pwrite") || !strcmp(argv[1], "pread")) && argc > 5) {
+		pio(argv[4], argv[5], argv[1][1] == 'w', argc - 6, argv + 6);
 	} else if (!strcmp(argv[1], "meta") && argc > 5) {
 		meta(&root, argv[5]);
 	} else if (!strcmp(argv[1], "write") && argc > 5) {

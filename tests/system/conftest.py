@@ -2,6 +2,7 @@
 import os
 import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -36,10 +37,34 @@ def prog_path(name):
     return str(p)
 
 
+def wait_path(path, proc, timeout=15):
+    """Wait until @path exists; fail at once if process @proc exits first."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early with {proc.returncode}")
+        if time.time() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def fs_read(img, path, off, length):
+    """@length bytes of file @path at @off in the datastore image @img, read by
+    another process (vmfs_util, read-only mount), as bytes."""
+    p = subprocess.run([prog_path("vmfs_util"), "-r", str(img), "--", "read", path, str(off),
+                        str(length)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def vmfsck_clean(img):
+    r = run([bin_path("vmfsck"), "-n", img], check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
 # ---- a private tgt iSCSI target (blockdev tests; usable by any layer) --------
 import shutil
 import socket
-import time
 
 
 def free_tcp_port():

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import bin_path, prog_path, run
+from conftest import bin_path, fs_read, prog_path, run, vmfsck_clean, wait_path
 
 MiB = 1 << 20
 
@@ -21,16 +21,6 @@ def fe(sock, *args, check=True, timeout=90, queues=1):
     opts = [a for a in args if a == "-P"]          # packed rings
     args = [a for a in args if a != "-P"]
     return run([prog_path("vhost_fe"), "-q", queues, *opts, sock, *args], check=check, timeout=timeout)
-
-
-def wait_path(path, proc, timeout=15):
-    deadline = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early with {proc.returncode}")
-        if time.time() > deadline:
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.05)
 
 
 def wait_line(p, want, timeout=30):
@@ -267,13 +257,6 @@ def tmap(img, path):
     return int(s.group(1)), int(s.group(2))
 
 
-def fs_read(img, path, off, length):
-    p = subprocess.run([prog_path("vmfs_util"), "-r", img, "--", "read", path, str(off), str(length)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
-
-
 def test_vmfsd_exports_thin_disk_under_cluster_lock(tmp_path):
     img = mkvol(tmp_path)
     run([bin_path("vmkfstools"), "--volume", img, "-c", "64m", "-d", "thin", "/d.vmdk"])
@@ -344,11 +327,6 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
         assert "no vhost-user-blk exports" in a.ctl("vdisk", "list").stdout
     finally:
         a.stop()
-
-
-def vmfsck_clean(img):
-    r = run([bin_path("vmfsck"), "-n", img], check=False)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
 def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path):
