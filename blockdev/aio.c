@@ -43,8 +43,16 @@
 
 enum qkind { Q_AIO, Q_NATIVE, Q_EMUL };
 
+#define MAX_FILTERS 4
+
 struct vmfs_bdev_queue {
-	struct vmfs_bdev *bd;
+	struct vmfs_bdev *bd;          /* where requests go (below any pass-through) */
+	struct vmfs_bdev *top;         /* the device the queue was made on */
+	struct {
+		vmfs_bdev_admit_fn fn;
+		void *priv;
+	} filt[MAX_FILTERS];           /* pass-through checks, top first */
+	int nfilt;
 	enum qkind kind;
 	unsigned depth;
 	unsigned inflight;             /* accepted, callback not yet run */
@@ -117,6 +125,18 @@ int vmfs_bdev_queue_create(struct vmfs_bdev *bd, unsigned depth, struct vmfs_bde
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
+	q->top = bd;
+	/* pass-through devices: their checks here, their lower device's engine */
+	while (bd->pt_lower && q->nfilt < MAX_FILTERS) {
+		q->filt[q->nfilt].fn = bd->pt_admit;
+		q->filt[q->nfilt].priv = bd->priv;
+		q->nfilt++;
+		bd = bd->pt_lower;
+	}
+	if (bd->pt_lower) {
+		free(q);
+		return -ELOOP;
+	}
 	q->bd = bd;
 	q->depth = depth;
 	q->efd = -1;
@@ -185,7 +205,7 @@ int vmfs_bdev_submit(struct vmfs_bdev_queue *q, enum vmfs_bdev_op op,
 	switch (op) {
 	case VMFS_BDEV_OP_READ:
 	case VMFS_BDEV_OP_WRITE:
-		rc = vmfs_bdev_check_io(q->bd, iov, iovcnt, off, op == VMFS_BDEV_OP_WRITE, &len);
+		rc = vmfs_bdev_check_io(q->top, iov, iovcnt, off, op == VMFS_BDEV_OP_WRITE, &len);
 		if (rc)
 			return rc;
 		break;
@@ -257,6 +277,18 @@ static int run_sync(struct vmfs_bdev *bd, struct vmfs_req *r)
 	return -EINVAL;
 }
 
+/* The pass-through checks, as the request is handed to the lower device. */
+static int admit(struct vmfs_bdev_queue *q, const struct vmfs_req *r)
+{
+	for (int i = 0; i < q->nfilt; i++) {
+		int rc = q->filt[i].fn(q->filt[i].priv, r->op, r->off, r->len);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int kick_aio(struct vmfs_bdev_queue *q)
 {
 	while (q->pend_head) {
@@ -265,9 +297,15 @@ static int kick_aio(struct vmfs_bdev_queue *q)
 
 		for (r = q->pend_head; r; r = r->next) {
 			struct iocb *cb;
+			/* a zero-length request completes without the kernel, a
+			 * refused one with its error: alone, at the head */
+			int rc = r->op != VMFS_BDEV_OP_FLUSH && r->len == 0 ? 1 : admit(q, r);
 
-			if (r->op != VMFS_BDEV_OP_FLUSH && r->len == 0)
-				break; /* completes below without the kernel */
+			if (rc) {
+				if (n == 0)
+					complete(q, pend_pop(q), rc > 0 ? 0 : rc, true);
+				break;
+			}
 			cb = &q->iocbs[r - q->reqs];
 			if (r->op == VMFS_BDEV_OP_READ)
 				io_prep_preadv(cb, q->bd->fd, r->iov, r->iovcnt, (long long)r->off);
@@ -282,11 +320,8 @@ static int kick_aio(struct vmfs_bdev_queue *q)
 			if (n == AIO_SUBMIT_GROUP)
 				break;
 		}
-		if (n == 0) {
-			/* zero-length request at the head */
-			complete(q, pend_pop(q), 0, true);
+		if (n == 0)
 			continue;
-		}
 		got = io_submit(q->ctx, n, q->iocbp);
 		if (got == -EAGAIN || got == -EINTR)
 			return 0; /* stays pending; the next poll retries */
@@ -322,15 +357,20 @@ int vmfs_bdev_queue_kick(struct vmfs_bdev_queue *q)
 		if (!q->pend_head)
 			return 0;
 		while ((r = pend_pop(q))) {
-			int rc = q->bd->async->start(q->bd->priv, r);
+			int rc = admit(q, r);
 
+			if (!rc)
+				rc = q->bd->async->start(q->bd->priv, r);
 			if (rc < 0)
 				complete(q, r, rc, true);
 		}
 		return q->bd->async->wait(q->bd->priv, 0);
 	case Q_EMUL:
-		while ((r = pend_pop(q)))
-			complete(q, r, run_sync(q->bd, r), true);
+		while ((r = pend_pop(q))) {
+			int rc = admit(q, r);
+
+			complete(q, r, rc ? rc : run_sync(q->bd, r), true);
+		}
 		return 0;
 	}
 	return -EINVAL;
@@ -501,6 +541,20 @@ bool vmfs_bdev_queue_ready(struct vmfs_bdev_queue *q)
 			return true;
 	}
 	return q->pend_head || ndone_peek(q);
+}
+
+int vmfs_bdev_set_passthrough(struct vmfs_bdev *bd, struct vmfs_bdev *lower, vmfs_bdev_admit_fn fn)
+{
+	if (!bd || !lower || !fn || bd == lower)
+		return -EINVAL;
+	bd->pt_lower = lower;
+	bd->pt_admit = fn;
+	return 0;
+}
+
+bool vmfs_bdev_queue_blocking(const struct vmfs_bdev_queue *q)
+{
+	return !q || q->kind == Q_EMUL || (q->kind == Q_AIO && !q->bd->fd_direct);
 }
 
 unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q)

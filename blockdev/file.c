@@ -223,6 +223,7 @@ int vmfs_file_open(const char *path, const struct vmfs_bdev_open_opts *o, struct
 	info.ats = VMFS_ATS_OFD_LOCK;
 	info.discard = true;
 	info.rdonly = (o->flags & VMFS_BDEV_RDONLY) != 0;
+	info.direct = (o->flags & VMFS_BDEV_DIRECT) != 0;
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		r = -ENOMEM;

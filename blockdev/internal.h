@@ -27,6 +27,8 @@ struct vmfs_bdev {
 	int fd;            /* file/blockdev backends: the fd libaio submits on, else -1 */
 	bool fd_direct;    /* fd was opened with O_DIRECT */
 	const struct vmfs_bdev_async *async; /* native async path, or NULL */
+	struct vmfs_bdev *pt_lower;  /* pass-through device: where requests go */
+	vmfs_bdev_admit_fn pt_admit;
 };
 
 /* One queued request.  Owned by a vmfs_bdev_queue (aio.c). */

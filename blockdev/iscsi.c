@@ -732,6 +732,7 @@ int vmfs_iscsi_open(const char *url, const struct vmfs_bdev_open_opts *o, struct
 	info.max_io = d->max_xfer;
 	info.discard = d->unmap;
 	info.rdonly = (o->flags & VMFS_BDEV_RDONLY) != 0;
+	info.direct = true;   /* no host page cache on the way */
 	mode = o->force_ats_fallback ? VMFS_ATS_SCSI_RESERVE : probe(d, info.rdonly, bl);
 	if (mode < 0) {
 		r = mode;

@@ -182,6 +182,7 @@ int vmfs_nfs_open(const char *url, const struct vmfs_bdev_open_opts *o, struct v
 	info.ats = VMFS_ATS_NONE;
 	info.discard = false;
 	info.rdonly = rdonly;
+	info.direct = true;   /* libnfs: no host page cache on the way */
 	snprintf(info.kind, sizeof(info.kind), "nfs");
 	nfs_destroy_url(u);
 	u = NULL;

@@ -89,6 +89,12 @@ static struct extent *find_extent(struct vmfs_volume *v, uint64_t off)
 	return NULL;
 }
 
+/* Device offset of LV byte @p on the extent holding it. */
+static uint64_t ext_dev_off(const struct extent *e, uint64_t p)
+{
+	return e->base + OD_LVM_DATA_OFF + p - (uint64_t)e->first * OD_SEGMENT_SIZE;
+}
+
 static int lv_io(struct vmfs_volume *v, const struct iovec *iov, int iovcnt, uint64_t off, bool wr)
 {
 	uint64_t total = 0, done = 0;
@@ -114,7 +120,7 @@ static int lv_io(struct vmfs_volume *v, const struct iovec *iov, int iovcnt, uin
 			r = n;
 			break;
 		}
-		uint64_t doff = e->base + OD_LVM_DATA_OFF + p - (uint64_t)e->first * OD_SEGMENT_SIZE;
+		uint64_t doff = ext_dev_off(e, p);
 		bool bounce = false;
 		for (int k = 0; v->direct && k < n; k++)
 			if ((uintptr_t)sub[k].iov_base % DIO_ALIGN || sub[k].iov_len % 512)
@@ -513,10 +519,23 @@ int vmfs_volume_extent_locate(struct vmfs_bdev *bd, uint64_t lv_off, uint64_t *d
 		if (seg < e->first || seg > e->last)
 			r = -ENXIO;
 		else
-			*dev_off = e->base + OD_LVM_DATA_OFF + (lv_off - (uint64_t)e->first * OD_SEGMENT_SIZE);
+			*dev_off = ext_dev_off(e, lv_off);
 	}
 	free(tmp);
 	return r;
+}
+
+int vmfs_volume_map(struct vmfs_volume *v, uint64_t lv_off, int *idx, uint64_t *dev_off,
+		    uint64_t *len)
+{
+	const struct extent *e = find_extent(v, lv_off);
+
+	if (!e)
+		return -ENXIO;
+	*idx = (int)(e - v->ext);
+	*dev_off = ext_dev_off(e, lv_off);
+	*len = ((uint64_t)e->last + 1) * OD_SEGMENT_SIZE - lv_off;
+	return 0;
 }
 
 struct vmfs_bdev *vmfs_volume_extent(struct vmfs_volume *v, int i, uint32_t *first_seg,

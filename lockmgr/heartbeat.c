@@ -1052,6 +1052,15 @@ static int guard_ats(void *priv, uint64_t off, const void *e, const void *n, voi
 	return vmfs_bdev_ats(g->lower, off, e, n, c);
 }
 
+/* The same checks for requests of async queues on the guard, which go to
+ * the lower device's engine (vmfs_bdev_set_passthrough). */
+static int guard_admit(void *priv, enum vmfs_bdev_op op, uint64_t off, uint64_t len)
+{
+	if (op == VMFS_BDEV_OP_FLUSH)
+		return guard_ok(priv, UINT64_MAX - 1, 1, false) ? 0 : -EIO;
+	return guard_ok(priv, off, len, op == VMFS_BDEV_OP_READ) ? 0 : -EIO;
+}
+
 static void guard_close(void *priv)
 {
 	free(priv);
@@ -1083,9 +1092,11 @@ int vmfs_hb_guard_wrap_opts(struct vmfs_hb *hb, struct vmfs_bdev *lower,
 	info = *vmfs_bdev_get_info(lower);
 	snprintf(info.kind, sizeof(info.kind), "guard");
 	r = vmfs_bdev_create(&guard_ops, g, &info, vmfs_bdev_uri(lower), out);
-	if (r)
+	if (r) {
 		free(g);
-	return r;
+		return r;
+	}
+	return vmfs_bdev_set_passthrough(*out, lower, guard_admit);
 }
 
 int vmfs_hb_guard_wrap(struct vmfs_hb *hb, struct vmfs_bdev *lower, struct vmfs_bdev **out)

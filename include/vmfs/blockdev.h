@@ -67,6 +67,8 @@ struct vmfs_bdev_info {
 	enum vmfs_ats_mode ats; /* how test-and-set is done */
 	bool discard;           /* discard/unmap reaches the storage */
 	bool rdonly;
+	bool direct;            /* data bypasses the host's page cache (O_DIRECT, or
+	                           a network transport) */
 	char kind[16];          /* "file", "blockdev", "iscsi", "nfs", "fault", "lv" */
 };
 
@@ -161,12 +163,30 @@ int vmfs_bdev_queue_poll(struct vmfs_bdev_queue *q, unsigned min, int timeout_ms
 bool vmfs_bdev_queue_ready(struct vmfs_bdev_queue *q);
 /** Requests submitted and not yet completed. */
 unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q);
+/** Kick and poll may wait for the I/O itself: the queue is emulated (a
+ *  stacked device that is not a pass-through), or libaio on a descriptor
+ *  without O_DIRECT (io_submit then copies through the page cache before it
+ *  returns).  An event loop serving many requests wants false. */
+bool vmfs_bdev_queue_blocking(const struct vmfs_bdev_queue *q);
 /** A file descriptor that becomes readable when completions are pending
  *  (eventfd), for event loops; -1 if the backend has none (iSCSI: the
  *  transport must be driven by vmfs_bdev_queue_poll()). */
 int vmfs_bdev_queue_fd(const struct vmfs_bdev_queue *q);
 
 /* ---- Stacking: devices implemented above this layer ------------------- */
+
+/** Admission check of a pass-through device (see below): 0 lets the request
+ *  go on to the lower device, a negative errno fails it with that error. */
+typedef int (*vmfs_bdev_admit_fn)(void *priv, enum vmfs_bdev_op op, uint64_t off, uint64_t len);
+
+/** Declare @bd (made by vmfs_bdev_create() with private data @priv) a
+ *  pass-through of @lower: its ops only check a request and hand it on
+ *  unchanged (same offset, same length) to @lower.  Async queues on @bd then
+ *  run on @lower's engine (libaio on its descriptor, not the synchronous
+ *  emulation) and call @admit(@priv, ...) for each request at the moment it
+ *  is handed to @lower, so the check is as late as the sync path's.  @lower
+ *  must outlive @bd's queues. */
+int vmfs_bdev_set_passthrough(struct vmfs_bdev *bd, struct vmfs_bdev *lower, vmfs_bdev_admit_fn admit);
 
 struct vmfs_bdev_ops {
 	int (*readv)(void *priv, const struct iovec *iov, int iovcnt, uint64_t off);

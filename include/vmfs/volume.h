@@ -72,6 +72,12 @@ struct vmfs_bdev *vmfs_volume_extent(struct vmfs_volume *v, int i, uint32_t *fir
  *  fencing guard's heartbeat window).  \return 0 and *dev_off; -ENXIO when
  *  the extent does not hold that byte; -EINVAL when @bd is not an extent. */
 int vmfs_volume_extent_locate(struct vmfs_bdev *bd, uint64_t lv_off, uint64_t *dev_off);
+/** Where LV byte @lv_off lives in the assembled volume: extent @idx (its
+ *  device is vmfs_volume_extent(v, idx), as the volume uses it: a host's
+ *  extents carry their fencing guard), the device offset, and how many bytes
+ *  from there are contiguous on that device.  -ENXIO outside the LV. */
+int vmfs_volume_map(struct vmfs_volume *v, uint64_t lv_off, int *idx, uint64_t *dev_off,
+		    uint64_t *len);
 /** Flush every extent and close. */
 void vmfs_volume_close(struct vmfs_volume *v);
 

@@ -2,6 +2,7 @@
  * buffered) and the emulated queue of stacked devices. */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -295,6 +296,104 @@ static void test_rdonly_queue(void **state)
 	free(buf);
 }
 
+/* A pass-through device: its sync ops count calls and forward; its
+ * admission refuses writes while `fenced` (as the fencing guard does). */
+struct pt {
+	struct vmfs_bdev *lower;
+	bool fenced;
+	int sync_calls, admits;
+};
+
+static int pt_readv(void *p, const struct iovec *iov, int n, uint64_t off)
+{
+	((struct pt *)p)->sync_calls++;
+	return vmfs_bdev_readv(((struct pt *)p)->lower, iov, n, off);
+}
+
+static int pt_writev(void *p, const struct iovec *iov, int n, uint64_t off)
+{
+	((struct pt *)p)->sync_calls++;
+	return vmfs_bdev_writev(((struct pt *)p)->lower, iov, n, off);
+}
+
+static int pt_flush(void *p)
+{
+	return vmfs_bdev_flush(((struct pt *)p)->lower);
+}
+
+static int pt_ats(void *p, uint64_t off, const void *e, const void *n, void *c)
+{
+	return vmfs_bdev_ats(((struct pt *)p)->lower, off, e, n, c);
+}
+
+static void pt_close(void *p)
+{
+	(void)p;
+}
+
+static int pt_admit(void *p, enum vmfs_bdev_op op, uint64_t off, uint64_t len)
+{
+	struct pt *t = p;
+
+	(void)off;
+	(void)len;
+	t->admits++;
+	return t->fenced && op != VMFS_BDEV_OP_READ ? -EIO : 0;
+}
+
+static void test_passthrough_queue(void **state)
+{
+	static const struct vmfs_bdev_ops ops = { .readv = pt_readv, .writev = pt_writev,
+						  .flush = pt_flush, .ats = pt_ats, .close = pt_close };
+	struct vmfs_bdev *lower = *state, *bd;
+	struct vmfs_bdev_queue *q;
+	struct pt t = { .lower = lower };
+	unsigned char *w = abuf(8192), *r = abuf(8192), *old = abuf(4096);
+	struct iovec v = { w, 4096 };
+	struct done d = { 0 };
+
+	assert_true(vmfs_bdev_get_info(lower)->direct);
+	assert_int_equal(vmfs_bdev_create(&ops, &t, vmfs_bdev_get_info(lower), "pt", &bd), 0);
+	assert_int_equal(vmfs_bdev_set_passthrough(bd, bd, pt_admit), -EINVAL);
+	assert_int_equal(vmfs_bdev_set_passthrough(bd, lower, pt_admit), 0);
+	assert_int_equal(vmfs_bdev_queue_create(bd, 8, &q), 0);
+	/* libaio on the lower device's O_DIRECT descriptor, not the emulation */
+	assert_false(vmfs_bdev_queue_blocking(q));
+	fill(w, 8192, 5);
+	for (int i = 0; i < 2; i++) {
+		v.iov_base = w + i * 4096;
+		assert_int_equal(vmfs_bdev_submit(q, VMFS_BDEV_OP_WRITE, &v, 1, (uint64_t)i * 4096,
+						  on_done, &d), 0);
+	}
+	assert_int_equal(t.admits, 0);   /* checked when handed down, not before */
+	assert_int_equal(vmfs_bdev_queue_poll(q, 2, 5000), 2);
+	assert_int_equal(t.admits, 2);
+	assert_int_equal(d.errors, 0);
+	assert_int_equal(t.sync_calls, 0);
+	assert_int_equal(vmfs_bdev_read(lower, r, 8192, 0), 0);
+	assert_memory_equal(r, w, 8192);
+	/* refused at hand-down: the callback gets the error, the disk is unchanged */
+	memcpy(old, w, 4096);
+	fill(w, 4096, 6);
+	v.iov_base = w;
+	t.fenced = true;
+	assert_int_equal(vmfs_bdev_submit(q, VMFS_BDEV_OP_WRITE, &v, 1, 0, on_done, &d), 0);
+	assert_int_equal(vmfs_bdev_submit(q, VMFS_BDEV_OP_FLUSH, NULL, 0, 0, on_done, &d), 0);
+	v.iov_base = r;
+	assert_int_equal(vmfs_bdev_submit(q, VMFS_BDEV_OP_READ, &v, 1, 0, on_done, &d), 0);
+	assert_int_equal(vmfs_bdev_queue_poll(q, 3, 5000), 3);
+	assert_int_equal(d.errors, 2);
+	assert_memory_equal(r, old, 4096);      /* the read passed and saw the old data */
+	/* the device's own range checks still apply */
+	assert_int_equal(vmfs_bdev_submit(q, VMFS_BDEV_OP_READ, &v, 1, DEV_SIZE, on_done, &d),
+			 -EINVAL);
+	vmfs_bdev_queue_destroy(q);
+	vmfs_bdev_close(bd);
+	free(w);
+	free(r);
+	free(old);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -303,6 +402,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_resubmit, setup, tmpfile_teardown),
 		cmocka_unit_test_setup_teardown(test_emulated_queue, setup, tmpfile_teardown),
 		cmocka_unit_test_setup_teardown(test_rdonly_queue, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_passthrough_queue, setup, tmpfile_teardown),
 	};
 	return cmocka_run_group_tests_name("blockdev_aio", tests, NULL, NULL);
 }
