@@ -207,6 +207,7 @@ bool vh_blk_submit_async(struct vh_dev *d, struct vh_req *r, void *aq)
 	if (dk->ops->aq_submit(aq, wr, v, n, h.sector * 512, async_done, r))
 		return false;
 	__atomic_add_fetch(&d->st_requests, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&d->st_async, 1, __ATOMIC_RELAXED);
 	r->vq->aq_inflight++;
 	return true;
 }

@@ -6,10 +6,17 @@
  * in one transaction before returning the extent).  The data then goes
  * straight between guest memory and the LV device at that offset: the LV
  * splits by extent and passes each extent's fencing guard, so a host that
- * lost its heartbeat stops writing here too.  (The extent's raw file
- * descriptor would allow libaio, but would bypass that guard; the async
- * queue of a stacked device runs synchronously in the submitting thread, so
- * parallelism comes from the backend's worker threads instead.)
+ * lost its heartbeat stops writing here too.
+ *
+ * When the volume's extents bypass the page cache (O_DIRECT block devices,
+ * `vmfsd --direct on`), each queue thread also gets an async context: one
+ * libaio queue per extent, made on the extent as the volume uses it, so
+ * the fencing guard admits every request as it goes to the kernel
+ * (vmfs_bdev_set_passthrough).  A read or write whose blocks are allocated
+ * and cached, contiguous on one extent and aligned for O_DIRECT goes that
+ * way, its iovecs pointing into guest memory; everything else (a first
+ * write that allocates, holes, TBZ, inline data, odd alignment) is done
+ * synchronously by the worker threads as before.
  *
  * The caller holds the file exclusively (cluster lock), so nobody else
  * changes its block map: the LV offset of every allocated file block is
@@ -20,19 +27,27 @@
  * (vmfs_punch: whole blocks back to the bitmap and discarded on the device
  * after the commit, partial blocks at the edges zeroed).  A freed block may
  * be handed to another file at once, so no request may still be using its
- * cached LV offset: every request holds the disk's map lock shared from its
- * lookup to the end of its I/O, a punch holds it exclusively (writers first,
- * so a busy disk cannot starve it) and clears the cache of the range before
- * it lets requests run again.  Thick disks (no hole when opened, unless
+ * cached LV offset: every synchronous request holds the disk's map lock
+ * shared from its lookup to the end of its I/O, a punch holds it
+ * exclusively (writers first, so a busy disk cannot starve it) and clears
+ * the cache of the range before it lets requests run again.  Async requests
+ * (which complete on another call than the one that looked them up) count
+ * themselves in aio_busy instead; a punch raises `punching`, which sends
+ * new ones the synchronous way, and waits for the count to reach zero.  Thick disks (no hole when opened, unless
  * VHOST_DISK_THIN) keep their blocks: DISCARD is passed down as a device
  * discard of the allocated parts, as ESX ignores UNMAP on thick disks.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmfs/blockdev.h"
+#include "vmfs/fs.h"
+#include "vmfs/volume.h"
 #include "vmfs/vhost.h"
 
 #define ZBUF (1u << 20)
@@ -49,6 +64,29 @@ struct vdisk {
 	pthread_rwlock_t maplock; /* shared: a request using cached offsets; excl: punch */
 	bool thin;                /* DISCARD frees blocks */
 	uint8_t *zero;
+	/* async path */
+	struct vmfs_volume *vol;
+	int next;                 /* extents */
+	bool async_ok;            /* every extent bypasses the page cache */
+	unsigned aio_busy;        /* async requests between lookup and completion */
+	bool punching;            /* a punch waits: new requests go synchronously */
+	pthread_mutex_t aio_mu;
+	pthread_cond_t aio_cv;
+};
+
+/* One queue thread's async context: a libaio queue per extent. */
+struct vaq_req {
+	struct vaq *a;
+	void (*cb)(void *arg, int res);
+	void *arg;
+	struct vaq_req *next;
+};
+
+struct vaq {
+	struct vdisk *v;
+	struct vmfs_bdev_queue *q[VMFS_MAX_EXTENTS];
+	int epfd;                 /* every queue's eventfd */
+	struct vaq_req *reqs, *free;
 };
 
 static int iov_sub(const struct iovec *iov, int n, uint64_t skip, uint64_t len, struct iovec *out)
@@ -263,11 +301,18 @@ static int punch(struct vdisk *v, uint64_t off, uint64_t len)
 	int r;
 
 	pthread_rwlock_wrlock(&v->maplock);
+	/* async requests in flight may use cached offsets: let them finish */
+	__atomic_store_n(&v->punching, true, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&v->aio_mu);
+	while (__atomic_load_n(&v->aio_busy, __ATOMIC_SEQ_CST))
+		pthread_cond_wait(&v->aio_cv, &v->aio_mu);
+	pthread_mutex_unlock(&v->aio_mu);
 	pthread_mutex_lock(&v->meta);
 	r = vmfs_punch(v->fs, v->addr, off, len);
 	for (uint64_t b = b0; b < b1 && b < v->nblocks; b++)
 		__atomic_store_n(&v->cache[b], 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&v->meta);
+	__atomic_store_n(&v->punching, false, __ATOMIC_SEQ_CST);
 	pthread_rwlock_unlock(&v->maplock);
 	return r;
 }
@@ -290,6 +335,190 @@ static int v_write_zeroes(struct vhost_disk *d, uint64_t off, uint64_t len, unsi
 	if (v->thin && (flags & VHOST_WZ_UNMAP))
 		return punch(v, off, len);
 	return walk_shared(v, off, len, true);
+}
+
+/* ---- async path ------------------------------------------------------------------ */
+
+static void aio_unbusy(struct vdisk *v)
+{
+	if (__atomic_sub_fetch(&v->aio_busy, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&v->punching, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&v->aio_mu);
+		pthread_cond_broadcast(&v->aio_cv);
+		pthread_mutex_unlock(&v->aio_mu);
+	}
+}
+
+static void a_destroy(void *aq)
+{
+	struct vaq *a = aq;
+
+	for (int i = 0; i < a->v->next; i++)
+		vmfs_bdev_queue_destroy(a->q[i]);   /* completes what is in flight */
+	if (a->epfd >= 0)
+		close(a->epfd);
+	free(a->reqs);
+	free(a);
+}
+
+static int a_create(struct vhost_disk *d, unsigned depth, void **out)
+{
+	struct vdisk *v = d->priv;
+	struct vaq *a;
+	int r = 0;
+
+	if (!v->async_ok)
+		return -EOPNOTSUPP;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->v = v;
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	a->reqs = calloc(depth, sizeof(*a->reqs));
+	if (a->epfd < 0 || !a->reqs) {
+		r = a->epfd < 0 ? -errno : -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < depth; i++) {
+		a->reqs[i].a = a;
+		a->reqs[i].next = i + 1 < depth ? &a->reqs[i + 1] : NULL;
+	}
+	a->free = a->reqs;
+	for (int i = 0; i < v->next; i++) {
+		struct epoll_event ev = { .events = EPOLLIN };
+
+		r = vmfs_bdev_queue_create(vmfs_volume_extent(v->vol, i, NULL, NULL), depth, &a->q[i]);
+		if (r)
+			goto fail;
+		if (vmfs_bdev_queue_blocking(a->q[i]) || vmfs_bdev_queue_fd(a->q[i]) < 0) {
+			r = -EOPNOTSUPP;   /* would stall the queue thread: workers do it */
+			goto fail;
+		}
+		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, vmfs_bdev_queue_fd(a->q[i]), &ev)) {
+			r = -errno;
+			goto fail;
+		}
+	}
+	*out = a;
+	return 0;
+fail:
+	a_destroy(a);
+	return r;
+}
+
+static int a_fd(void *aq)
+{
+	return ((struct vaq *)aq)->epfd;
+}
+
+static void a_done(void *arg, int res)
+{
+	struct vaq_req *q = arg;
+	struct vaq *a = q->a;
+
+	aio_unbusy(a->v);
+	q->next = a->free;
+	a->free = q;
+	q->cb(q->arg, res);
+}
+
+/* The device place of [off, off+len) when its blocks are allocated, cached
+ * and contiguous on one extent: 0, else -EAGAIN (the synchronous path looks
+ * it up, allocates if need be, and fills the cache). */
+static int a_place(struct vdisk *v, uint64_t off, uint64_t len, int *idx, uint64_t *dev_off)
+{
+	uint64_t b0 = off / v->bs, b1 = (off + len - 1) / v->bs, lv, c0, ext_len;
+
+	if (b1 >= v->nblocks)
+		return -EAGAIN;
+	c0 = __atomic_load_n(&v->cache[b0], __ATOMIC_ACQUIRE);
+	if (!c0)
+		return -EAGAIN;
+	for (uint64_t b = b0 + 1; b <= b1; b++)
+		if (__atomic_load_n(&v->cache[b], __ATOMIC_ACQUIRE) != c0 + (b - b0) * v->bs)
+			return -EAGAIN;
+	lv = c0 - 1 + off % v->bs;
+	if (vmfs_volume_map(v->vol, lv, idx, dev_off, &ext_len) || ext_len < len)
+		return -EAGAIN;
+	return 0;
+}
+
+static int a_submit(void *aq, bool wr, const struct iovec *iov, int n, uint64_t off,
+		    void (*cb)(void *arg, int res), void *arg)
+{
+	struct vaq *a = aq;
+	struct vdisk *v = a->v;
+	uint64_t len = 0, dev_off;
+	int idx, r;
+
+	for (int i = 0; i < n; i++) {
+		if ((uintptr_t)iov[i].iov_base % 512 || iov[i].iov_len % 512)
+			return -EINVAL;   /* O_DIRECT cannot take it */
+		len += iov[i].iov_len;
+	}
+	if (!a->free || !len || off % 512)
+		return -EAGAIN;
+	/* counted before the lookup, so a punch that starts now waits for us */
+	__atomic_add_fetch(&v->aio_busy, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&v->punching, __ATOMIC_SEQ_CST)) {
+		r = -EAGAIN;
+		goto out;
+	}
+	r = a_place(v, off, len, &idx, &dev_off);
+	if (r)
+		goto out;
+	struct vaq_req *q = a->free;
+
+	q->cb = cb;
+	q->arg = arg;
+	r = vmfs_bdev_submit(a->q[idx], wr ? VMFS_BDEV_OP_WRITE : VMFS_BDEV_OP_READ, iov, n, dev_off,
+			     a_done, q);
+	if (r == 0) {
+		a->free = q->next;
+		return 0;
+	}
+out:
+	aio_unbusy(v);
+	return r;
+}
+
+static int a_kick(void *aq)
+{
+	struct vaq *a = aq;
+	int r = 0;
+
+	for (int i = 0; i < a->v->next; i++) {
+		int k = vmfs_bdev_queue_kick(a->q[i]);
+
+		if (k && !r)
+			r = k;
+	}
+	return r;
+}
+
+static int a_poll(void *aq)
+{
+	struct vaq *a = aq;
+	int n = 0;
+
+	for (int i = 0; i < a->v->next; i++)
+		if (vmfs_bdev_queue_inflight(a->q[i])) {
+			int k = vmfs_bdev_queue_poll(a->q[i], 0, 0);
+
+			if (k > 0)
+				n += k;
+		}
+	return n;
+}
+
+static bool a_ready(void *aq)
+{
+	struct vaq *a = aq;
+
+	for (int i = 0; i < a->v->next; i++)
+		if (vmfs_bdev_queue_ready(a->q[i]))
+			return true;
+	return false;
 }
 
 /* Thin unless the caller says otherwise: a hole anywhere in the file. */
@@ -321,6 +550,8 @@ static void v_close(struct vhost_disk *d)
 
 	pthread_mutex_destroy(&v->meta);
 	pthread_rwlock_destroy(&v->maplock);
+	pthread_mutex_destroy(&v->aio_mu);
+	pthread_cond_destroy(&v->aio_cv);
 	free(v->cache);
 	free(v->zero);
 	free(v);
@@ -329,6 +560,8 @@ static void v_close(struct vhost_disk *d)
 static const struct vhost_disk_ops vmfs_ops = {
 	.readv = v_readv, .writev = v_writev, .flush = v_flush, .discard = v_discard,
 	.write_zeroes = v_write_zeroes, .close = v_close,
+	.aq_create = a_create, .aq_destroy = a_destroy, .aq_fd = a_fd, .aq_submit = a_submit,
+	.aq_kick = a_kick, .aq_poll = a_poll, .aq_ready = a_ready,
 };
 
 int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
@@ -374,6 +607,12 @@ int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
 	pthread_rwlock_init(&v->maplock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&v->meta, NULL);
+	pthread_mutex_init(&v->aio_mu, NULL);
+	pthread_cond_init(&v->aio_cv, NULL);
+	v->vol = vmfs_fs_volume(fs);
+	v->async_ok = true;
+	for (struct vmfs_bdev *e; (e = vmfs_volume_extent(v->vol, v->next, NULL, NULL)); v->next++)
+		v->async_ok &= vmfs_bdev_get_info(e)->direct;
 	v->d.ops = &vmfs_ops;
 	v->d.priv = v;
 	v->d.blk_size = 512;

@@ -118,7 +118,7 @@ struct vh_dev {
 	bool wstop;
 	uint64_t poll_ns;          /* busy-poll a ring this long after work */
 	/* stats */
-	uint64_t st_requests, st_errors, st_unsupp, st_conns;
+	uint64_t st_requests, st_errors, st_unsupp, st_conns, st_async;
 	bool connected;
 };
 

@@ -771,6 +771,7 @@ void vhost_blk_get_stats(struct vhost_blk *b, struct vhost_blk_stats *st)
 	pthread_mutex_lock(&b->slock);
 	st->requests = __atomic_load_n(&d->st_requests, __ATOMIC_RELAXED);
 	st->errors = __atomic_load_n(&d->st_errors, __ATOMIC_RELAXED);
+	st->async = __atomic_load_n(&d->st_async, __ATOMIC_RELAXED);
 	st->unsupported = __atomic_load_n(&d->st_unsupp, __ATOMIC_RELAXED);
 	st->connections = d->st_conns;
 	st->connected = d->connected;

@@ -471,6 +471,17 @@ void vh_pool_stop(struct vh_dev *d)
 	d->wthr = NULL;
 }
 
+/* Append @r to the list for the workers.  \return 1 */
+static unsigned list_add(struct vh_req **first, struct vh_req **last, struct vh_req *r)
+{
+	if (*last)
+		(*last)->next = r;
+	else
+		*first = r;
+	*last = r;
+	return 1;
+}
+
 /* Pop everything available.  \return requests handled. */
 static unsigned drain(struct vh_vq *q)
 {
@@ -511,18 +522,19 @@ static unsigned drain(struct vh_vq *q)
 			async++;
 			continue;
 		}
-		if (inline_req) {
-			if (last)
-				last->next = inline_req;
-			else
-				first = inline_req;
-			last = inline_req;
-			queued++;
-		}
+		if (inline_req)
+			queued += list_add(&first, &last, inline_req);
 		inline_req = r;
 	}
 	if (async && q->dev->disk->ops->aq_kick(q->aq))
 		vh_log(q->dev, 1, "queue %u: async submission failed", q->idx);
+	/* Not inline while this thread's async requests are in flight: only
+	 * this thread reaps them, and a synchronous request may wait for them
+	 * (a thin disk's punch does). */
+	if (inline_req && q->aq_inflight) {
+		queued += list_add(&first, &last, inline_req);
+		inline_req = NULL;
+	}
 	if (first)
 		pool_push(q->dev, first, last, queued);
 	if (inline_req)

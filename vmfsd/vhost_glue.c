@@ -342,16 +342,18 @@ static void list(struct vhost_srv *s, FILE *f, bool json)
 		if (json)
 			fprintf(f, "%s{\"socket\": \"%s\", \"path\": \"%s\", \"volume\": \"%s\", "
 				"\"size\": %llu, \"queues\": %u, \"poll_us\": %d, \"ro\": %s, "
-				"\"connected\": %s, \"requests\": %llu, \"errors\": %llu}", i ? ", " : "",
-				e->socket, e->path, e->vol->uuid, (unsigned long long)e->disk->size, e->nq, pu,
-				e->ro ? "true" : "false", st.connected ? "true" : "false",
-				(unsigned long long)st.requests, (unsigned long long)st.errors);
+				"\"connected\": %s, \"requests\": %llu, \"async\": %llu, \"errors\": %llu}",
+				i ? ", " : "", e->socket, e->path, e->vol->uuid,
+				(unsigned long long)e->disk->size, e->nq, pu, e->ro ? "true" : "false",
+				st.connected ? "true" : "false", (unsigned long long)st.requests,
+				(unsigned long long)st.async, (unsigned long long)st.errors);
 		else
 			fprintf(f, "%s\t%s\t%llu bytes\t%u queue(s)%s\tpoll-us %d\t%s\t"
-				"requests %llu errors %llu\n",
+				"requests %llu (async %llu) errors %llu\n",
 				e->socket, e->path, (unsigned long long)e->disk->size, e->nq,
 				e->ro ? " ro" : "", pu, st.connected ? "connected" : "idle",
-				(unsigned long long)st.requests, (unsigned long long)st.errors);
+				(unsigned long long)st.requests, (unsigned long long)st.async,
+				(unsigned long long)st.errors);
 	}
 	if (json)
 		fprintf(f, "]\n");

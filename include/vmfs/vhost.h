@@ -123,6 +123,7 @@ void vhost_blk_destroy(struct vhost_blk *b);
 
 struct vhost_blk_stats {
 	uint64_t requests, errors, unsupported, connections;
+	uint64_t async;           /* requests done on the disk's async queue (libaio) */
 	bool connected;
 };
 void vhost_blk_get_stats(struct vhost_blk *b, struct vhost_blk_stats *st);

@@ -4,7 +4,9 @@
  * it, negotiates with the back-end over its socket and pushes virtio-blk
  * requests at a chosen queue depth, checking status bytes and data.
  *
- *   vhost_fe [-q QUEUES] [-n QSIZE] [-m MEM_MIB] [-P] SOCKET CMD ARGS...
+ *   vhost_fe [-q QUEUES] [-n QSIZE] [-m MEM_MIB] [-P] [-s SPIN_US] SOCKET CMD ARGS...
+ *     -s  before sleeping on a call, watch the used rings for up to SPIN_US
+ *         (a guest that polls before it halts; calls stay enabled)
  *     -P  packed virtqueues (VIRTIO_F_RING_PACKED); not with malformed or
  *         reconnect (split-ring specific)
  *     info                          features, config space, serial
@@ -522,6 +524,56 @@ static void used_skip(struct vq *q, unsigned n)
 	}
 }
 
+/* Is a used entry waiting on any queue (nothing consumed)? */
+static bool used_pending(void)
+{
+	for (unsigned i = 0; i < nq; i++) {
+		struct vq *q = &vqs[i];
+
+		if (packed) {
+			const struct vring_packed_desc *d = (const struct vring_packed_desc *)q->desc + q->pu_pos;
+			uint16_t f = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+
+			if (!!(f & PK_AVAIL) == q->pu_wrap && !!(f & PK_USED) == q->pu_wrap)
+				return true;
+		} else if (q->last_used != __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static uint64_t spin_ns;   /* -s: watch the used rings this long before sleeping */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* -s: a guest that polls before it halts (KVM guests' cpuidle-haltpoll, or
+ * virtio-blk poll queues) sees a completion without a wake-up.  Calls stay
+ * on: the back-end signals as it would for any guest.  \return true if a
+ * used entry came within the window. */
+static bool spin_used(void)
+{
+	uint64_t end;
+
+	if (!spin_ns)
+		return false;
+	end = mono_ns() + spin_ns;
+	do {
+		for (int i = 0; i < 32; i++) {
+			if (used_pending())
+				return true;
+			__builtin_ia32_pause();
+		}
+	} while (mono_ns() < end);
+	return false;
+}
+
 /* Reap completions; wait up to @ms for at least one.  -ECONNRESET when the
  * back-end is gone.  Calls @cb for each. */
 static int reap(int ms, void (*cb)(struct slot *))
@@ -563,6 +615,8 @@ static int reap(int ms, void (*cb)(struct slot *))
 			if (more)
 				continue;
 		}
+		if (spin_used())
+			continue;
 		struct pollfd pf[MAXQ + 1];
 
 		for (unsigned i = 0; i < nq; i++)
@@ -1325,8 +1379,9 @@ int main(int argc, char **argv)
 	size_t mib = 64;
 	int c;
 
-	while ((c = getopt(argc, argv, "q:n:m:P")) != -1) {
+	while ((c = getopt(argc, argv, "q:n:m:Ps:")) != -1) {
 		switch (c) {
+		case 's': spin_ns = strtoull(optarg, NULL, 0) * 1000; break;
 		case 'P': packed = true; break;
 		case 'q': nq = (unsigned)atoi(optarg); break;
 		case 'n': qsize = (unsigned)atoi(optarg); break;

@@ -246,9 +246,24 @@ class Vmfsd:
     def ctl(self, *args, check=True):
         return run([bin_path("vmfsctl"), "-d", self.state, *args], check=check)
 
+    def async_requests(self, sock):
+        """Requests of export @sock served on its async queue (libaio)."""
+        for line in self.ctl("vdisk", "list").stdout.splitlines():
+            if line.startswith(sock + "\t"):
+                return int(re.search(r"\(async (\d+)\)", line).group(1))
+        raise AssertionError(f"{sock} not listed")
+
     def stop(self):
         stop(self.p)
         self.log.close()
+
+
+def check_async(v, sock, direct):
+    """--direct on: the extents bypass the page cache and reads/writes of
+    allocated blocks go through libaio into guest memory; off: all through
+    the worker threads."""
+    n = v.async_requests(sock)
+    assert (n > 0) if direct == "on" else (n == 0), (direct, n)
 
 
 def tmap(img, path):
@@ -257,12 +272,17 @@ def tmap(img, path):
     return int(s.group(1)), int(s.group(2))
 
 
-def test_vmfsd_exports_thin_disk_under_cluster_lock(tmp_path):
+DIRECT = pytest.mark.parametrize("direct", ["off", "on"])
+
+
+@DIRECT
+def test_vmfsd_exports_thin_disk_under_cluster_lock(tmp_path, direct):
     img = mkvol(tmp_path)
     run([bin_path("vmkfstools"), "--volume", img, "-c", "64m", "-d", "thin", "/d.vmdk"])
     assert tmap(img, "/d.vmdk") == (0, 0)
     sock = str(tmp_path / "vd.sock")
-    a = Vmfsd(tmp_path, img, "a", "--vhost-user-blk", f"{sock},/vmfs/volumes/vh/d.vmdk,num-queues=2")
+    a = Vmfsd(tmp_path, img, "a", "--direct", direct,
+              "--vhost-user-blk", f"{sock},/vmfs/volumes/vh/d.vmdk,num-queues=2")
     b = None
     try:
         wait_path(sock, a.p)
@@ -281,6 +301,7 @@ def test_vmfsd_exports_thin_disk_under_cluster_lock(tmp_path):
         # write zeroes on an allocated range, then read back zeros
         assert "status 0" in fe(sock, "zeroes", 4 * MiB, 256 * 1024).stdout
         fe(sock, "flush")
+        check_async(a, sock, direct)
     finally:
         if b:
             b.stop()
@@ -329,7 +350,8 @@ def test_vmfsd_restart_remembers_export_and_front_end_reconnects(tmp_path):
         a.stop()
 
 
-def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path):
+@DIRECT
+def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path, direct):
     """DISCARD and WRITE_ZEROES+UNMAP free a thin disk's blocks (whole 1 MiB
     blocks; partial ones are zeroed and kept), WRITE_ZEROES alone keeps them,
     and all of it races safely with I/O on the other queue."""
@@ -338,7 +360,8 @@ def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path):
         run([bin_path("vmkfstools"), "--volume", img, "-c", "32m", "-d", "thin", f"/{d}.vmdk"])
     run([bin_path("vmkfstools"), "--volume", img, "-c", "8m", "-d", "eagerzeroedthick", "/e.vmdk"])
     socks = {d: str(tmp_path / f"{d}.sock") for d in ("t", "c", "e")}
-    a = Vmfsd(tmp_path, img, "a", "--vhost-user-blk", f"{socks['t']},/t.vmdk,num-queues=2",
+    a = Vmfsd(tmp_path, img, "a", "--direct", direct,
+              "--vhost-user-blk", f"{socks['t']},/t.vmdk,num-queues=2",
               "--vhost-user-blk", f"{socks['c']},/c.vmdk,num-queues=2",
               "--vhost-user-blk", f"{socks['e']},/e.vmdk")
     data = os.urandom(8 * MiB)
@@ -371,6 +394,8 @@ def test_vmfsd_thin_disk_discard_frees_blocks(tmp_path):
         out = fe(socks["e"], "-P", "churn", 10, 300, 16, 8 * MiB, tmp_path / "echurn.bin").stdout
         assert "0 failures" in out
         fe(socks["t"], "flush")
+        for d in ("c", "e"):    # t: every request spans a hole or allocates
+            check_async(a, socks[d], direct)
     finally:
         a.stop()
     want = bytearray(data)
