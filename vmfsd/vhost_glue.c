@@ -38,12 +38,12 @@ struct vhost_srv {
 	int n;
 };
 
+/* @ctx: the export's socket path (heap: the export struct itself is copied
+ * into the table after the back-end starts, so it cannot be the context) */
 static void vh_log_cb(void *ctx, int level, const char *msg)
 {
-	struct vexport *e = ctx;
-
 	vlog(level == VMFS_LOG_ERR ? VLOG_ERROR : level == VMFS_LOG_WARN ? VLOG_WARN : VLOG_INFO,
-	     "vhost %s: %s", e->socket, msg);
+	     "vhost %s: %s", (const char *)ctx, msg);
 }
 
 static void ex_free(struct vexport *e)
@@ -218,7 +218,7 @@ static int start_export(struct vmfsd *d, struct vexport *e, char *err, size_t er
 	o.workers = e->workers;
 	o.poll_us = e->poll_us < 0 ? 0 : e->poll_us ? e->poll_us : -1;   /* 0 = off */
 	o.log = vh_log_cb;
-	o.log_ctx = e;
+	o.log_ctx = e->socket;
 	r = vhost_blk_create(&o, &e->blk);
 	if (r) {
 		snprintf(err, errlen, "socket %s: %s", e->socket, strerror(-r));

@@ -306,6 +306,10 @@ def test_vmfsd_exports_thin_disk_under_cluster_lock(tmp_path, direct):
         if b:
             b.stop()
         a.stop()
+    # the back-end's messages name their export (its log context outlives the
+    # request that created it)
+    fe_lines = [l for l in (tmp_path / "a.log").read_text().splitlines() if "front-end" in l]
+    assert fe_lines and all(f"vhost {sock}: front-end" in l for l in fe_lines), fe_lines
     model = bytearray((tmp_path / "model.bin").read_bytes())
     model[4 * MiB:4 * MiB + 256 * 1024] = bytes(256 * 1024)
     assert fs_read(img, "/d-flat.vmdk", 0, 12 * MiB) == bytes(model)
@@ -439,3 +443,4 @@ def test_vmfsd_fully_written_thin_disk_stays_thin(tmp_path):
     assert tmap(img, "/f.vmdk")[0] == 3 * MiB
     assert fs_read(img, "/f-flat.vmdk", MiB, MiB) == bytes(MiB)
     vmfsck_clean(img)
+
