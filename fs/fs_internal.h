@@ -108,6 +108,8 @@ struct vmfs_inode {
 	uint8_t raw[OD_FD_SIZE];
 	bool dirty;
 	bool fresh_lock;          /* lock sector must be formatted */
+	bool loaded;              /* raw holds the FD as read in this txn (txn_commit
+	                             stages nothing when the encoding is unchanged) */
 };
 
 int fd_lv(struct vmfs_fs *fs, uint32_t addr, uint64_t *lv);

@@ -148,6 +148,7 @@ static int ino_load(struct vmfs_fs *fs, struct vmfs_txn *t, uint32_t addr, struc
 	if (e)
 		return e;
 	od_fd_decode(ino->raw, &ino->fd);
+	ino->loaded = t != NULL;
 	return 0;
 }
 

@@ -221,9 +221,18 @@ int txn_commit(struct vmfs_txn *t)
 
 	for (size_t i = 0; i < t->ninodes; i++) {
 		struct vmfs_inode *ino = t->inodes[i];
+		uint8_t enc[OD_FD_SIZE];
 		if (!ino->dirty)
 			continue;
-		od_fd_encode(&ino->fd, ino->raw);
+		memcpy(enc, ino->raw, OD_FD_SIZE);
+		od_fd_encode(&ino->fd, enc);
+		/* Bytes equal to what the txn read need no journal record and no
+		 * in-place write: a rewrite within the same second (mtime
+		 * unchanged) commits nothing, so it costs no flush. */
+		if (ino->loaded && !ino->fresh_lock &&
+		    !memcmp(enc + OD_FD_META_OFF, ino->raw + OD_FD_META_OFF, OD_FD_SIZE - OD_FD_META_OFF))
+			continue;
+		memcpy(ino->raw, enc, OD_FD_SIZE);
 		if (ino->fresh_lock) {
 			/* formatting a never-used FD slot: its lock record too */
 			od_lock_fresh(ino->raw, OD_MAGIC_FD, ino->lv_off);

@@ -852,6 +852,38 @@ static void test_hooks(void **state)
 	vmfs_fs_close(hfs);
 }
 
+/* A rewrite of allocated blocks changes no metadata once the mtime is
+ * current: its transaction must hand nothing to the journal (no record, no
+ * flush).  Three rewrites in a row cross at most one second boundary, so at
+ * most one of them may commit; an allocating write always commits. */
+static void test_unchanged_inode_commits_nothing(void **state)
+{
+	struct env *e = *state;
+	struct hookrec h = { 0 };
+	struct vmfs_fs_hooks hooks = { &h, h_lock, h_unlock, h_commit, NULL };
+	struct vmfs_fs_opts fo = { .log = quiet, .hooks = &hooks, .flags = VMFS_FS_NO_RESIDENT };
+	struct vmfs_fs *hfs;
+	uint8_t *buf = malloc(MiB);
+	uint32_t b;
+	int c0;
+
+	memset(buf, 0x3C, MiB);
+	assert_int_equal(vmfs_fs_open(e->vol, &fo, &hfs), 0);
+	assert_int_equal(vmfs_create(hfs, VMFS_ROOT_ADDR, "rw", 0644, 0, 0, &b), 0);
+	c0 = h.commits;
+	assert_int_equal(vmfs_pwrite(hfs, b, buf, MiB, 0), (int64_t)MiB);
+	assert_int_equal(h.commits, c0 + 1);
+	c0 = h.commits;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(vmfs_pwrite(hfs, b, buf, MiB, 0), (int64_t)MiB);
+	assert_true(h.commits - c0 <= 1);
+	assert_int_equal(vmfs_pwrite(hfs, b, buf, MiB, MiB), (int64_t)MiB);   /* allocates */
+	assert_true(h.commits - c0 >= 1 && h.commits - c0 <= 2);
+	assert_int_equal(h.locks, h.unlocks);
+	vmfs_fs_close(hfs);
+	free(buf);
+}
+
 /* ---- volumes and corruption -------------------------------------------------------- */
 
 static void test_spanned_any_order(void **state)
@@ -989,6 +1021,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_random_ops_against_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_share_one_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hooks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unchanged_inode_commits_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_root_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rdm_and_unknown_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
