@@ -433,14 +433,17 @@ static void reap_aio(struct vmfs_bdev_queue *q, unsigned want, int ms)
 	uint64_t cnt;
 	int n, got;
 
+	/* Clear the eventfd before reaping (only once an event loop asked for
+	 * it): a completion that lands after this read raises it again.  Also
+	 * with nothing in flight: that completion may have been reaped from
+	 * the ring already, and an eventfd left readable would wake the event
+	 * loop again and again. */
+	if (q->efd_armed && read(q->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		return;
 	if (q->nsent == 0)
 		return;
 	if (want > q->nsent)
 		want = q->nsent;
-	/* Clear the eventfd before reaping (only once an event loop asked for
-	 * it): a completion that lands after this read raises it again. */
-	if (q->efd_armed && read(q->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		return;
 	got = reap_ring(q);
 	if (got >= 0 && ((unsigned)got >= want || ms == 0))
 		return;

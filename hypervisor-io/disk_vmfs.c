@@ -501,13 +501,13 @@ static int a_poll(void *aq)
 	struct vaq *a = aq;
 	int n = 0;
 
-	for (int i = 0; i < a->v->next; i++)
-		if (vmfs_bdev_queue_inflight(a->q[i])) {
-			int k = vmfs_bdev_queue_poll(a->q[i], 0, 0);
+	for (int i = 0; i < a->v->next; i++) {
+		/* every queue: one may have a raised eventfd and nothing left */
+		int k = vmfs_bdev_queue_poll(a->q[i], 0, 0);
 
-			if (k > 0)
-				n += k;
-		}
+		if (k > 0)
+			n += k;
+	}
 	return n;
 }
 

@@ -394,6 +394,31 @@ static void test_passthrough_queue(void **state)
 	free(old);
 }
 
+/* A completion that raises the eventfd after poll read it, but is reaped
+ * from the ring in the same poll, leaves the eventfd readable with nothing
+ * in flight: the next poll must clear it, or an event loop spins. */
+static void test_stale_eventfd_cleared(void **state)
+{
+	struct vmfs_bdev_queue *q;
+	unsigned char *buf = abuf(4096);
+	struct iovec v = { buf, 4096 };
+	struct done d = { 0 };
+	struct pollfd p = { .events = POLLIN };
+	uint64_t one = 1;
+
+	assert_int_equal(vmfs_bdev_queue_create(*state, 4, &q), 0);
+	p.fd = vmfs_bdev_queue_fd(q);
+	assert_int_equal(vmfs_bdev_submit(q, VMFS_BDEV_OP_READ, &v, 1, 0, on_done, &d), 0);
+	assert_int_equal(vmfs_bdev_queue_poll(q, 1, 5000), 1);
+	assert_int_equal(vmfs_bdev_queue_inflight(q), 0);
+	assert_int_equal(write(p.fd, &one, sizeof(one)), (ssize_t)sizeof(one));   /* the late raise */
+	assert_int_equal(poll(&p, 1, 0), 1);
+	assert_int_equal(vmfs_bdev_queue_poll(q, 0, 0), 0);
+	assert_int_equal(poll(&p, 1, 0), 0);
+	vmfs_bdev_queue_destroy(q);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +428,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_emulated_queue, setup, tmpfile_teardown),
 		cmocka_unit_test_setup_teardown(test_rdonly_queue, setup, tmpfile_teardown),
 		cmocka_unit_test_setup_teardown(test_passthrough_queue, setup, tmpfile_teardown),
+		cmocka_unit_test_setup_teardown(test_stale_eventfd_cleared, setup, tmpfile_teardown),
 	};
 	return cmocka_run_group_tests_name("blockdev_aio", tests, NULL, NULL);
 }
