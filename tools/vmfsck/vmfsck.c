@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmfs/host.h"
 #include "vmfsck.h"
 
 #define MAX_PASSES 6
@@ -176,6 +177,9 @@ int main(int argc, char **argv)
 
 	/* ---- open: read-only unless repairing ---- */
 	vo.bdev_flags = c->mode == MODE_YES ? 0 : VMFS_BDEV_RDONLY;
+	/* a shared LUN: this host's page cache would not see other hosts' writes */
+	if (vmfs_host_want_direct(VMFS_HOST_DIRECT_AUTO, paths, c->npaths))
+		vo.bdev_flags |= VMFS_BDEV_DIRECT;
 	vo.log = log_cb;
 	vo.log_ctx = c;
 	e = vmfs_volume_open(paths, c->npaths, &vo, &c->vol);

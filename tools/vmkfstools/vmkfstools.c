@@ -1322,6 +1322,9 @@ static int mount_volume(bool rdonly)
 	for (tok = strtok_r(list, ",", &save); tok && n < VMFS_MAX_EXTENTS; tok = strtok_r(NULL, ",", &save))
 		paths[n++] = tok;
 	ho.flags = rdonly ? VMFS_HOST_RDONLY : 0;
+	/* a shared LUN: this host's page cache would not see other hosts' writes */
+	if (vmfs_host_want_direct(VMFS_HOST_DIRECT_AUTO, paths, n))
+		ho.flags |= VMFS_HOST_DIRECT;
 	ho.fs_flags = VMFS_FS_NO_RESIDENT;
 	e = vmfs_host_mount(paths, n, &ho, &host);
 	free(list);
