@@ -217,7 +217,7 @@ def test_fault_lost_file_block(filled, tmp_path):
     img, base = filled
     img = copy(img, tmp_path / "t.img")
     poke(img, "alloc-item", "fbb", 1000)
-    out = check_fault(img, base, r"file block 1000 \(0x0000fa01\) is allocated in \.fbb\.sf but used by no file",
+    check_fault(img, base, r"file block 1000 \(0x0000fa01\) is allocated in \.fbb\.sf but used by no file",
                       r"1 lost file block freed")
     assert fsck_vmfs(img)["Lost blocks"] == base["Lost blocks"]
 
@@ -309,7 +309,6 @@ def test_refuses_repair_while_another_host_is_live(filled, tmp_path):
     try:
         line = host.stdout.readline()
         assert "joined" in line, line
-        before = os.stat(img).st_mtime_ns
         p = vmfsck("-y", "--hb-wait", "1000", img)
         assert p.returncode == 8 and "is live on this volume" in p.stderr and "--force" in p.stderr, p.stderr
         p = vmfsck("-n", "-v", "--hb-wait", "1000", img)
