@@ -555,6 +555,11 @@ int vmfs_bdev_set_passthrough(struct vmfs_bdev *bd, struct vmfs_bdev *lower, vmf
 	return 0;
 }
 
+struct vmfs_bdev *vmfs_bdev_queue_bdev(const struct vmfs_bdev_queue *q)
+{
+	return q ? q->top : NULL;
+}
+
 bool vmfs_bdev_queue_blocking(const struct vmfs_bdev_queue *q)
 {
 	return !q || q->kind == Q_EMUL || (q->kind == Q_AIO && !q->bd->fd_direct);

@@ -22,6 +22,7 @@
 struct fdisk {
 	struct vhost_disk d;
 	int fd, dfd;   /* buffered, O_DIRECT (-1 when not asked) */
+	uint32_t align;   /* O_DIRECT alignment: the device's logical sector */
 	struct vmfs_bdev *bd;   /* O_DIRECT device for the async path (NULL: none) */
 };
 
@@ -50,10 +51,12 @@ static int f_aq_fd(void *aq)
 static int f_aq_submit(void *aq, bool wr, const struct iovec *iov, int n, uint64_t off,
 		       void (*cb)(void *arg, int res), void *arg)
 {
-	if (off % 512)
+	uint32_t a = vmfs_bdev_get_info(vmfs_bdev_queue_bdev(aq))->lbs;   /* O_DIRECT alignment */
+
+	if (off % a)
 		return -EINVAL;
 	for (int i = 0; i < n; i++)
-		if ((uintptr_t)iov[i].iov_base % 512 || iov[i].iov_len % 512)
+		if ((uintptr_t)iov[i].iov_base % a || iov[i].iov_len % a)
 			return -EINVAL;
 	return vmfs_bdev_submit(aq, wr ? VMFS_BDEV_OP_WRITE : VMFS_BDEV_OP_READ, iov, n, off, cb, arg);
 }
@@ -75,10 +78,10 @@ static bool f_aq_ready(void *aq)
 
 static int pick(struct fdisk *f, const struct iovec *iov, int n, uint64_t off)
 {
-	if (f->dfd < 0 || off % 512)
+	if (f->dfd < 0 || off % f->align)
 		return f->fd;
 	for (int i = 0; i < n; i++)
-		if ((uintptr_t)iov[i].iov_base % 512 || iov[i].iov_len % 512)
+		if ((uintptr_t)iov[i].iov_base % f->align || iov[i].iov_len % f->align)
 			return f->fd;
 	return f->dfd;
 }
@@ -225,6 +228,13 @@ int vhost_disk_open_file(const char *path, unsigned flags, struct vhost_disk **o
 		f->d.size = (uint64_t)st.st_size;
 	}
 	f->d.size &= ~511ull;
+	f->align = 512;
+	if (S_ISBLK(st.st_mode)) {
+		int ss = 0;
+
+		if (!ioctl(f->fd, BLKSSZGET, &ss) && ss > 512)
+			f->align = (uint32_t)ss;
+	}
 	if (flags & VHOST_DISK_DIRECT) {
 		f->dfd = open(path, acc | O_CLOEXEC | O_DIRECT);   /* -1: buffered only */
 		if (f->dfd >= 0 && S_ISREG(st.st_mode) && !(st.st_size % 512) &&

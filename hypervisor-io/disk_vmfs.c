@@ -68,6 +68,7 @@ struct vdisk {
 	struct vmfs_volume *vol;
 	int next;                 /* extents */
 	bool async_ok;            /* every extent bypasses the page cache */
+	uint32_t dio_align;       /* O_DIRECT alignment: the largest extent sector */
 	unsigned aio_busy;        /* async requests between lookup and completion */
 	bool punching;            /* a punch waits: new requests go synchronously */
 	pthread_mutex_t aio_mu;
@@ -452,11 +453,11 @@ static int a_submit(void *aq, bool wr, const struct iovec *iov, int n, uint64_t 
 	int idx, r;
 
 	for (int i = 0; i < n; i++) {
-		if ((uintptr_t)iov[i].iov_base % 512 || iov[i].iov_len % 512)
+		if ((uintptr_t)iov[i].iov_base % v->dio_align || iov[i].iov_len % v->dio_align)
 			return -EINVAL;   /* O_DIRECT cannot take it */
 		len += iov[i].iov_len;
 	}
-	if (!a->free || !len || off % 512)
+	if (!a->free || !len || off % v->dio_align)
 		return -EAGAIN;
 	/* counted before the lookup, so a punch that starts now waits for us */
 	__atomic_add_fetch(&v->aio_busy, 1, __ATOMIC_SEQ_CST);
@@ -611,8 +612,14 @@ int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
 	pthread_cond_init(&v->aio_cv, NULL);
 	v->vol = vmfs_fs_volume(fs);
 	v->async_ok = true;
-	for (struct vmfs_bdev *e; (e = vmfs_volume_extent(v->vol, v->next, NULL, NULL)); v->next++)
-		v->async_ok &= vmfs_bdev_get_info(e)->direct;
+	v->dio_align = 512;
+	for (struct vmfs_bdev *e; (e = vmfs_volume_extent(v->vol, v->next, NULL, NULL)); v->next++) {
+		const struct vmfs_bdev_info *ei = vmfs_bdev_get_info(e);
+
+		v->async_ok &= ei->direct;
+		if (ei->lbs > v->dio_align)
+			v->dio_align = ei->lbs;
+	}
 	v->d.ops = &vmfs_ops;
 	v->d.priv = v;
 	v->d.blk_size = 512;

@@ -163,6 +163,8 @@ int vmfs_bdev_queue_poll(struct vmfs_bdev_queue *q, unsigned min, int timeout_ms
 bool vmfs_bdev_queue_ready(struct vmfs_bdev_queue *q);
 /** Requests submitted and not yet completed. */
 unsigned vmfs_bdev_queue_inflight(const struct vmfs_bdev_queue *q);
+/** The device the queue was made on. */
+struct vmfs_bdev *vmfs_bdev_queue_bdev(const struct vmfs_bdev_queue *q);
 /** Kick and poll may wait for the I/O itself: the queue is emulated (a
  *  stacked device that is not a pass-through), or libaio on a descriptor
  *  without O_DIRECT (io_submit then copies through the page cache before it
