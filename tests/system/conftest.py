@@ -1,4 +1,5 @@
 """Shared fixtures for the system tests: paths into the build, scratch dirs."""
+import contextlib
 import os
 import pathlib
 import subprocess
@@ -55,6 +56,21 @@ def fs_read(img, path, off, length):
                         str(length)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert p.returncode == 0, p.stderr
     return p.stdout
+
+
+@contextlib.contextmanager
+def loop_device(backing, sector_size=None):
+    """A loop device over the file @backing (a stand-in for a LUN); detached
+    on exit.  Skips, saying why, on a kernel without loop devices."""
+    if not os.path.exists("/dev/loop-control"):
+        pytest.skip("no /dev/loop-control: this kernel has no loop devices")
+    extra = ["--sector-size", str(sector_size)] if sector_size else []
+    dev = run(["losetup", "--find", "--show", *extra, backing]).stdout.strip()
+    assert dev.startswith("/dev/loop"), dev
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
 
 
 def vmfsck_clean(img):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import bin_path, fs_read, prog_path, run, vmfsck_clean, wait_path
+from conftest import bin_path, fs_read, loop_device, prog_path, run, vmfsck_clean, wait_path
 
 MiB = 1 << 20
 
@@ -233,9 +233,7 @@ def test_direct_alignment_follows_the_device_sector(tmp_path):
     backing = tmp_path / "4k.img"
     with open(backing, "wb") as f:
         f.truncate(64 * MiB)
-    dev = run(["losetup", "--find", "--show", "--sector-size", "4096", backing]).stdout.strip()
-    try:
-        assert re.fullmatch(r"/dev/loop\d+", dev), dev
+    with loop_device(backing, 4096) as dev:
         with open(f"/sys/block/{os.path.basename(dev)}/queue/logical_block_size") as f:
             assert f.read().strip() == "4096"
         s = Serve(tmp_path / "4k.sock", dev, "-d")
@@ -245,8 +243,6 @@ def test_direct_alignment_follows_the_device_sector(tmp_path):
             assert "errors=0" in fe(s.sock, "bench", "randread", 4096, 8, 0.3).stdout
         finally:
             s.stop()
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=False)
 
 
 # ---- through vmfsd on a datastore ------------------------------------------------------

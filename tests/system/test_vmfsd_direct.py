@@ -10,10 +10,9 @@ import json
 import os
 import random
 import re
-import subprocess
 
-from conftest import (VmfsdService, bin_path, free_tcp_port, fs_read, prog_path, run,
-                      vmfsck_clean, wait_path)
+from conftest import (VmfsdService, bin_path, free_tcp_port, fs_read, loop_device, prog_path,
+                      run, vmfsck_clean, wait_path)
 
 MiB = 1 << 20
 
@@ -166,30 +165,24 @@ def test_block_device_gets_o_direct_by_default(tmp_path):
     backing = tmp_path / "lun.img"
     with open(backing, "wb") as f:
         f.truncate(1200 * MiB)
-    dev = run(["losetup", "--find", "--show", backing]).stdout.strip()
-    s = None
-    try:
-        assert re.fullmatch(r"/dev/loop\d+", dev), dev
+    with loop_device(backing) as dev:
         run([bin_path("mkvmfs"), "-q", "-L", "lun", dev])
         assert all(opens_direct([bin_path("vmkfstools"), "--volume", dev, "-c", "16m", "-d", "thin",
                                  "/d.vmdk"], dev, tmp_path))
         sock = str(tmp_path / "d.sock")
         s = start(tmp_path, dev, "--vhost-user-blk", f"{sock},/d.vmdk,num-queues=2")
-        assert all(f & os.O_DIRECT for f in image_fd_flags(s.proc.pid, dev))
-        text, js = volumes(s)
-        assert js[0]["direct"] is True and "O_DIRECT" in text
-        wait_path(sock, s.proc)
-        out = run([prog_path("vhost_fe"), "-q", 2, sock, "verify", 11, 300, 16, 8 * MiB,
-                   tmp_path / "model.bin"], timeout=90).stdout
-        assert "0 failures" in out
-        lst = s.ctl("vdisk", "list").stdout
-        assert int(re.search(r"\(async (\d+)\)", lst).group(1)) > 0, lst
-        assert s.stop() == 0
-        s = None
+        try:
+            assert all(f & os.O_DIRECT for f in image_fd_flags(s.proc.pid, dev))
+            text, js = volumes(s)
+            assert js[0]["direct"] is True and "O_DIRECT" in text
+            wait_path(sock, s.proc)
+            out = run([prog_path("vhost_fe"), "-q", 2, sock, "verify", 11, 300, 16, 8 * MiB,
+                       tmp_path / "model.bin"], timeout=90).stdout
+            assert "0 failures" in out
+            lst = s.ctl("vdisk", "list").stdout
+            assert int(re.search(r"\(async (\d+)\)", lst).group(1)) > 0, lst
+        finally:
+            assert s.stop() == 0
         assert mount_line(tmp_path).endswith(", O_DIRECT")
         assert fs_read(dev, "/d-flat.vmdk", 0, 8 * MiB) == (tmp_path / "model.bin").read_bytes()
         assert all(opens_direct([bin_path("vmfsck"), "-n", dev], dev, tmp_path))
-    finally:
-        if s:
-            s.stop()
-        subprocess.run(["losetup", "-d", dev], check=False)
