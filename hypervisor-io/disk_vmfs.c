@@ -33,17 +33,18 @@
  * the cache of the range before it lets requests run again.  Async requests
  * (which complete on another call than the one that looked them up) count
  * themselves in aio_busy instead; a punch raises `punching`, which sends
- * new ones the synchronous way, and waits for the count to reach zero.  Thick disks (no hole when opened, unless
- * VHOST_DISK_THIN) keep their blocks: DISCARD is passed down as a device
- * discard of the allocated parts, as ESX ignores UNMAP on thick disks.
+ * new ones the synchronous way, and waits for the count to reach zero.
+ * Thick disks (no hole when opened, unless VHOST_DISK_THIN) keep their
+ * blocks: DISCARD is passed down as a device discard of the allocated parts,
+ * as ESX ignores UNMAP on thick disks.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sys/epoll.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "vmfs/blockdev.h"
 #include "vmfs/fs.h"
@@ -66,7 +67,7 @@ struct vdisk {
 	uint8_t *zero;
 	/* async path */
 	struct vmfs_volume *vol;
-	int next;                 /* extents */
+	int n_ext;                /* extents of the volume */
 	bool async_ok;            /* every extent bypasses the page cache */
 	uint32_t dio_align;       /* O_DIRECT alignment: the largest extent sector */
 	unsigned aio_busy;        /* async requests between lookup and completion */
@@ -354,7 +355,7 @@ static void a_destroy(void *aq)
 {
 	struct vaq *a = aq;
 
-	for (int i = 0; i < a->v->next; i++)
+	for (int i = 0; i < a->v->n_ext; i++)
 		vmfs_bdev_queue_destroy(a->q[i]);   /* completes what is in flight */
 	if (a->epfd >= 0)
 		close(a->epfd);
@@ -385,7 +386,7 @@ static int a_create(struct vhost_disk *d, unsigned depth, void **out)
 		a->reqs[i].next = i + 1 < depth ? &a->reqs[i + 1] : NULL;
 	}
 	a->free = a->reqs;
-	for (int i = 0; i < v->next; i++) {
+	for (int i = 0; i < v->n_ext; i++) {
 		struct epoll_event ev = { .events = EPOLLIN };
 
 		r = vmfs_bdev_queue_create(vmfs_volume_extent(v->vol, i, NULL, NULL), depth, &a->q[i]);
@@ -488,7 +489,7 @@ static int a_kick(void *aq)
 	struct vaq *a = aq;
 	int r = 0;
 
-	for (int i = 0; i < a->v->next; i++) {
+	for (int i = 0; i < a->v->n_ext; i++) {
 		int k = vmfs_bdev_queue_kick(a->q[i]);
 
 		if (k && !r)
@@ -502,7 +503,7 @@ static int a_poll(void *aq)
 	struct vaq *a = aq;
 	int n = 0;
 
-	for (int i = 0; i < a->v->next; i++) {
+	for (int i = 0; i < a->v->n_ext; i++) {
 		/* every queue: one may have a raised eventfd and nothing left */
 		int k = vmfs_bdev_queue_poll(a->q[i], 0, 0);
 
@@ -516,7 +517,7 @@ static bool a_ready(void *aq)
 {
 	struct vaq *a = aq;
 
-	for (int i = 0; i < a->v->next; i++)
+	for (int i = 0; i < a->v->n_ext; i++)
 		if (vmfs_bdev_queue_ready(a->q[i]))
 			return true;
 	return false;
@@ -613,7 +614,7 @@ int vhost_disk_open_vmfs(struct vmfs_fs *fs, uint32_t addr, unsigned flags,
 	v->vol = vmfs_fs_volume(fs);
 	v->async_ok = true;
 	v->dio_align = 512;
-	for (struct vmfs_bdev *e; (e = vmfs_volume_extent(v->vol, v->next, NULL, NULL)); v->next++) {
+	for (struct vmfs_bdev *e; (e = vmfs_volume_extent(v->vol, v->n_ext, NULL, NULL)); v->n_ext++) {
 		const struct vmfs_bdev_info *ei = vmfs_bdev_get_info(e);
 
 		v->async_ok &= ei->direct;
