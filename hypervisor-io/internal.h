@@ -25,7 +25,8 @@ enum {
 	VHU_GET_VRING_BASE = 11, VHU_SET_VRING_KICK = 12, VHU_SET_VRING_CALL = 13,
 	VHU_SET_VRING_ERR = 14, VHU_GET_PROTOCOL_FEATURES = 15, VHU_SET_PROTOCOL_FEATURES = 16,
 	VHU_GET_QUEUE_NUM = 17, VHU_SET_VRING_ENABLE = 18, VHU_GET_CONFIG = 24,
-	VHU_SET_CONFIG = 25, VHU_RESET_DEVICE = 34,
+	VHU_SET_CONFIG = 25, VHU_GET_INFLIGHT_FD = 31, VHU_SET_INFLIGHT_FD = 32,
+	VHU_RESET_DEVICE = 34,
 };
 #define VHU_VERSION        0x1u
 #define VHU_FLAG_REPLY     0x4u
@@ -37,6 +38,68 @@ enum {
 #define VHU_PF_MQ        0
 #define VHU_PF_REPLY_ACK 3
 #define VHU_PF_CONFIG    9
+#define VHU_PF_INFLIGHT_SHMFD 12
+
+/* Inflight I/O tracking (vhost-user.rst, "Inflight I/O tracking"): the
+ * shared buffer the front-end keeps across back-end restarts is one region
+ * per queue, of the layout below for the ring type; each region is padded
+ * to 64 bytes.  Version 0: not initialised yet. */
+struct vh_ifl_split_desc {
+	uint8_t inflight;          /* head descriptors only */
+	uint8_t padding[5];
+	uint16_t next;             /* list of the last batch of used descriptors */
+	uint64_t counter;          /* fetch order, head descriptors only */
+};
+
+struct vh_ifl_split {
+	uint64_t features;         /* 0 */
+	uint16_t version;          /* 1 */
+	uint16_t desc_num;         /* queue size */
+	uint16_t last_batch_head;
+	uint16_t used_idx;         /* copy of the used ring's idx */
+	struct vh_ifl_split_desc desc[];
+};
+
+struct vh_ifl_packed_desc {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;             /* next free entry */
+	uint16_t last;             /* last entry of the descriptor list (head only) */
+	uint16_t num;              /* length of the descriptor list (head only) */
+	uint64_t counter;          /* fetch order (head only) */
+	uint16_t id;               /* buffer id */
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct vh_ifl_packed {
+	uint64_t features;         /* 0 */
+	uint16_t version;          /* 1 */
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct vh_ifl_packed_desc desc[];
+};
+
+_Static_assert(sizeof(struct vh_ifl_split_desc) == 16, "DescStateSplit");
+_Static_assert(sizeof(struct vh_ifl_split) == 16, "QueueRegionSplit");
+_Static_assert(sizeof(struct vh_ifl_packed_desc) == 32, "DescStatePacked");
+_Static_assert(sizeof(struct vh_ifl_packed) == 32, "QueueRegionPacked");
+
+/* bytes of one queue's region for a ring of @num entries */
+static inline uint64_t vh_ifl_qsize(bool packed, unsigned num)
+{
+	uint64_t b = packed ? sizeof(struct vh_ifl_packed) + num * sizeof(struct vh_ifl_packed_desc)
+			    : sizeof(struct vh_ifl_split) + num * sizeof(struct vh_ifl_split_desc);
+
+	return (b + 63) & ~63ull;
+}
 
 struct vhu_hdr {
 	uint32_t request, flags, size;
@@ -56,6 +119,7 @@ struct vh_req {
 	struct vh_vq *vq;
 	uint16_t head;             /* split: head index; packed: buffer id */
 	uint16_t ndesc;            /* packed: descriptors the chain took in the ring */
+	uint16_t ifl_head;         /* packed: its head entry in the inflight region */
 	bool busy;                 /* in flight (a guest reusing the head is ignored) */
 	int chain_err;             /* the chain did not parse (returned with length 0) */
 	struct vh_req *next;       /* worker pool list */
@@ -98,6 +162,13 @@ struct vh_vq {
 	bool signalled_valid;      /* signalled_used holds the used index last signalled */
 	uint16_t signalled_used;
 	bool call_pending;         /* completions published, call not signalled yet */
+	/* inflight tracking: this queue's region of the shared buffer (struct
+	 * vh_ifl_split or vh_ifl_packed; NULL: not tracked), the fetch counter,
+	 * and after a restart the region entries to resubmit, in fetch order */
+	void *ifl;
+	uint64_t ifl_counter;
+	uint16_t resub[VH_MAX_QSIZE];
+	unsigned nresub, resub_pos;
 };
 
 struct vh_dev {
@@ -117,6 +188,13 @@ struct vh_dev {
 	struct vh_req *whead, *wtail;
 	bool wstop;
 	uint64_t poll_ns;          /* busy-poll a ring this long after work */
+	/* SET_INFLIGHT_FD: the shared buffer, num_queues regions of ifl_stride
+	 * bytes for rings of ifl_qsize entries */
+	void *ifl_map;
+	size_t ifl_map_len;
+	uint8_t *ifl_base;
+	uint64_t ifl_stride;
+	unsigned ifl_nq, ifl_qsize;
 	/* stats */
 	uint64_t st_requests, st_errors, st_unsupp, st_conns, st_async;
 	bool connected;

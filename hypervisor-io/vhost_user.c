@@ -80,6 +80,16 @@ static void unmap_all(struct vh_dev *d)
 	d->nreg = 0;
 }
 
+static void inflight_unmap(struct vh_dev *d)
+{
+	if (d->ifl_map)
+		munmap(d->ifl_map, d->ifl_map_len);
+	d->ifl_map = NULL;
+	d->ifl_base = NULL;
+	d->ifl_map_len = 0;
+	d->ifl_nq = d->ifl_qsize = 0;
+}
+
 static void stop_all(struct vh_dev *d, bool *was)
 {
 	for (unsigned i = 0; i < d->nq; i++) {
@@ -97,6 +107,7 @@ static void dev_reset(struct vh_dev *d)
 		d->vq[i].packed = false;
 	}
 	unmap_all(d);
+	inflight_unmap(d);
 	d->features = 0;
 	d->pfeatures = 0;
 	d->owner = false;
@@ -111,7 +122,8 @@ static uint64_t dev_features(const struct vh_dev *d)
 
 static uint64_t dev_pfeatures(void)
 {
-	return 1ull << VHU_PF_MQ | 1ull << VHU_PF_REPLY_ACK | 1ull << VHU_PF_CONFIG;
+	return 1ull << VHU_PF_MQ | 1ull << VHU_PF_REPLY_ACK | 1ull << VHU_PF_CONFIG |
+	       1ull << VHU_PF_INFLIGHT_SHMFD;
 }
 
 /* ring addresses translated and checked; called before a ring starts */
@@ -129,6 +141,80 @@ static int vq_translate(struct vh_dev *d, struct vh_vq *q)
 	return 0;
 }
 
+/* This queue's region of the inflight buffer, if one was set for rings of
+ * its size and the layout fits in the region's share. */
+static void vq_inflight(struct vh_dev *d, struct vh_vq *q)
+{
+	q->ifl = NULL;
+	if (!d->ifl_base || !(d->pfeatures & 1ull << VHU_PF_INFLIGHT_SHMFD))
+		return;
+	if (q->idx >= d->ifl_nq || q->num != d->ifl_qsize ||
+	    d->ifl_stride < vh_ifl_qsize(q->packed, q->num)) {
+		vh_log(d, 1, "queue %u: the inflight buffer (%u queues of %u entries, %llu bytes each) "
+		       "does not fit: not tracking in-flight requests", q->idx, d->ifl_nq, d->ifl_qsize,
+		       (unsigned long long)d->ifl_stride);
+		return;
+	}
+	q->ifl = d->ifl_base + q->idx * d->ifl_stride;
+}
+
+struct vhu_inflight_msg {
+	uint64_t mmap_size, mmap_offset;
+	uint16_t num_queues, queue_size;
+};
+
+/* GET_INFLIGHT_FD: a zeroed memfd of one region per queue for the layout
+ * negotiated (the front-end sets features first).  \return 0, 1 failed. */
+static int get_inflight(struct vh_dev *d, struct vhu_inflight_msg *m, int *out_fd)
+{
+	bool packed = d->features & 1ull << VIRTIO_F_RING_PACKED;
+	int fd;
+
+	m->mmap_offset = 0;
+	m->mmap_size = m->num_queues * vh_ifl_qsize(packed, m->queue_size);
+	fd = memfd_create("vhost-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)m->mmap_size) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) {
+		vh_log(d, 1, "inflight buffer of %llu bytes: %s", (unsigned long long)m->mmap_size,
+		       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+/* SET_INFLIGHT_FD: map the buffer the front-end hands back (fd @fd). */
+static int set_inflight(struct vh_dev *d, const struct vhu_inflight_msg *m, int fd)
+{
+	struct stat st;
+	size_t len;
+	void *map;
+
+	for (unsigned i = 0; i < d->nq; i++)
+		if (d->vq[i].running)
+			return 1;   /* not under a running ring */
+	/* regions 64-byte aligned, as GET_INFLIGHT_FD makes them */
+	if (!m->mmap_size || m->mmap_size > (1ull << 32) || m->mmap_offset > (1ull << 32) ||
+	    m->mmap_offset % 64 || m->mmap_size % m->num_queues ||
+	    (m->mmap_size / m->num_queues) % 64 ||
+	    fstat(fd, &st) || (uint64_t)st.st_size < m->mmap_offset + m->mmap_size)
+		return -EINVAL;
+	len = (size_t)(m->mmap_offset + m->mmap_size);
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return 1;
+	inflight_unmap(d);
+	d->ifl_map = map;
+	d->ifl_map_len = len;
+	d->ifl_base = (uint8_t *)map + m->mmap_offset;
+	d->ifl_nq = m->num_queues;
+	d->ifl_qsize = m->queue_size;
+	d->ifl_stride = m->mmap_size / m->num_queues;
+	return 0;
+}
+
 static int vq_maybe_start(struct vh_dev *d, struct vh_vq *q)
 {
 	bool want = q->kick_fd >= 0 && (q->enabled || !(d->features & 1ull << VHU_F_PROTOCOL_FEATURES));
@@ -141,6 +227,7 @@ static int vq_maybe_start(struct vh_dev *d, struct vh_vq *q)
 		vh_log(d, 1, "queue %u: ring addresses outside guest memory", q->idx);
 		return r;
 	}
+	vq_inflight(d, q);
 	return vh_vq_start(q);
 }
 
@@ -210,7 +297,7 @@ fail:
 /* Handle one message.  @rep/@replen: reply payload (when *replen set).
  * \return 0 ok, 1 ok but the request failed (for REPLY_ACK), -errno fatal. */
 static int handle(struct vh_dev *d, const struct vhu_hdr *h, const uint8_t *p, int *fds, int nfds,
-		  uint8_t *rep, uint32_t *replen)
+		  uint8_t *rep, uint32_t *replen, int *rep_fd)
 {
 	uint64_t u64 = 0;
 	uint32_t qi;
@@ -397,6 +484,26 @@ static int handle(struct vh_dev *d, const struct vhu_hdr *h, const uint8_t *p, i
 		*replen = 12 + c[1];
 		return 0;
 	}
+	case VHU_GET_INFLIGHT_FD:
+	case VHU_SET_INFLIGHT_FD: {
+		struct vhu_inflight_msg m = { 0 };
+		bool get = h->request == VHU_GET_INFLIGHT_FD;
+
+		/* 24 bytes as QEMU sends it (the struct's padding), 20 packed */
+		if ((h->size != 20 && h->size != sizeof(m)) || nfds != (get ? 0 : 1))
+			return -EINVAL;
+		memcpy(&m, p, h->size);
+		if (!m.num_queues || m.num_queues > VH_MAX_QUEUES || !m.queue_size ||
+		    m.queue_size > VH_MAX_QSIZE || (m.queue_size & (m.queue_size - 1)))
+			return -EINVAL;
+		if (!get)
+			return set_inflight(d, &m, fds[0]);
+		if (get_inflight(d, &m, rep_fd))
+			m.mmap_size = 0;   /* QEMU then goes on without one */
+		memcpy(rep, &m, h->size);
+		*replen = h->size;
+		return 0;
+	}
 	case VHU_SET_CONFIG: {
 		uint32_t c[3];
 
@@ -418,24 +525,63 @@ static int handle(struct vh_dev *d, const struct vhu_hdr *h, const uint8_t *p, i
 static bool has_reply(uint32_t req)
 {
 	return req == VHU_GET_FEATURES || req == VHU_GET_PROTOCOL_FEATURES ||
-	       req == VHU_GET_VRING_BASE || req == VHU_GET_QUEUE_NUM || req == VHU_GET_CONFIG;
+	       req == VHU_GET_VRING_BASE || req == VHU_GET_QUEUE_NUM || req == VHU_GET_CONFIG ||
+	       req == VHU_GET_INFLIGHT_FD;
 }
 
-/* Process a framed message; reply through @fd when >= 0. */
+/* Send the reply, with @sfd (>= 0) as ancillary data on its first bytes. */
+static int send_reply(int fd, const uint8_t *buf, size_t tot, int sfd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	size_t off = 0;
+
+	while (off < tot) {
+		struct iovec iov = { .iov_base = (void *)(buf + off), .iov_len = tot - off };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (sfd >= 0) {
+			struct cmsghdr *c;
+
+			memset(&cm, 0, sizeof(cm));
+			mh.msg_control = cm.buf;
+			mh.msg_controllen = sizeof(cm.buf);
+			c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &sfd, sizeof(int));
+		}
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		sfd = -1;   /* sent with the first bytes */
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Process a framed message; reply through @fd when >= 0, else into @out
+ * (a file descriptor sent with it in *@out_fd, or closed when NULL). */
 static int process(struct vh_dev *d, int fd, const struct vhu_hdr *h, const uint8_t *p, int *fds,
-		   int nfds, uint8_t *out, size_t *outlen)
+		   int nfds, uint8_t *out, size_t *outlen, int *out_fd)
 {
 	uint8_t rep[12 + 256 + 12];
 	uint32_t replen = 0;
 	size_t cap = outlen ? *outlen : 0;
-	int r;
+	int r, rep_fd = -1;
 
 	if (outlen)
 		*outlen = 0;
 
 	if ((h->flags & 0x3) != VHU_VERSION || (h->flags & VHU_FLAG_REPLY))
 		return -EINVAL;
-	r = handle(d, h, p, fds, nfds, rep + 12, &replen);
+	r = handle(d, h, p, fds, nfds, rep + 12, &replen, &rep_fd);
 	if (r < 0)
 		return r;
 	if (!has_reply(h->request)) {
@@ -459,29 +605,27 @@ static int process(struct vh_dev *d, int fd, const struct vhu_hdr *h, const uint
 			memcpy(out, rep, n);
 			*outlen = n;
 		}
+		if (out_fd)
+			*out_fd = rep_fd;
+		else if (rep_fd >= 0)
+			close(rep_fd);
 		return 0;
 	}
-	size_t tot = 12 + replen, off = 0;
-
-	while (off < tot) {
-		ssize_t n = send(fd, rep + off, tot - off, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		off += (size_t)n;
-	}
-	return 0;
+	r = send_reply(fd, rep, 12 + replen, rep_fd);
+	if (rep_fd >= 0)
+		close(rep_fd);
+	return r;
 }
 
-int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
-		       int nfds, uint8_t *reply, size_t *replylen)
+int vhost_blk_feed_msg_fd(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
+			  int nfds, uint8_t *reply, size_t *replylen, int *reply_fd)
 {
 	struct vhu_hdr h;
 	int own[VH_MAX_REGIONS];
 	int r;
 
+	if (reply_fd)
+		*reply_fd = -1;
 	if (len < sizeof(h) || nfds < 0 || nfds > VH_MAX_REGIONS)
 		return -EINVAL;
 	memcpy(&h, msg, sizeof(h));
@@ -491,11 +635,17 @@ int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, cons
 		own[i] = fds[i] >= 0 ? dup(fds[i]) : -1;
 	if (replylen && !reply)
 		return -EINVAL;
-	r = process(&b->dev, -1, &h, msg + sizeof(h), own, nfds, reply, replylen);
+	r = process(&b->dev, -1, &h, msg + sizeof(h), own, nfds, reply, replylen, reply_fd);
 	for (int i = 0; i < nfds; i++)
 		if (own[i] >= 0)
 			close(own[i]);
 	return r;
+}
+
+int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
+		       int nfds, uint8_t *reply, size_t *replylen)
+{
+	return vhost_blk_feed_msg_fd(b, msg, len, fds, nfds, reply, replylen, NULL);
 }
 
 /* Read exactly @len bytes (no fds expected after the header). */
@@ -594,7 +744,7 @@ static void serve_conn(struct vhost_blk *b)
 				       strerror(-r));
 			break;
 		}
-		r = process(d, b->conn_fd, &h, p, fds, nfds, NULL, NULL);
+		r = process(d, b->conn_fd, &h, p, fds, nfds, NULL, NULL, NULL);
 		for (int i = 0; i < nfds; i++)
 			if (fds[i] >= 0)
 				close(fds[i]);

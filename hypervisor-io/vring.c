@@ -109,20 +109,45 @@ static bool packed_avail(const struct vh_vq *q, uint16_t pos, bool wrap)
 	return !!(f & PK_AVAIL) == wrap && !!(f & PK_USED) != wrap;
 }
 
-/* Build r->iov from the @n descriptors starting at ring position @pos (an
- * indirect table is the chain's only descriptor).  \return 0, -EINVAL. */
-static int walk_packed(struct vh_vq *q, uint16_t pos, unsigned n, struct vh_req *r)
+/* Where the descriptors of a packed chain are read: the ring from a
+ * position on, or the inflight region from an entry on (a resubmission). */
+struct pk_src {
+	const struct vring_packed_desc *ring;
+	const struct vh_ifl_packed *ifl;
+	uint16_t at, num;
+};
+
+static void pk_next(struct pk_src *s, struct vring_packed_desc *d)
+{
+	if (s->ifl) {
+		const struct vh_ifl_packed_desc *e = &s->ifl->desc[s->at];
+
+		d->addr = e->addr;
+		d->len = e->len;
+		d->id = e->id;
+		d->flags = e->flags;
+		s->at = e->next;   /* checked when the region was loaded, but it is */
+		if (s->at >= s->num)   /* shared with the front-end: stay inside */
+			s->at = 0;
+	} else {
+		memcpy(d, &s->ring[s->at], sizeof(*d));
+		s->at = (uint16_t)(s->at + 1u == s->num ? 0 : s->at + 1);
+	}
+}
+
+/* Build r->iov from the @n descriptors of @src (an indirect table is the
+ * chain's only descriptor).  \return 0, -EINVAL. */
+static int walk_packed(struct vh_vq *q, struct pk_src src, unsigned n, struct vh_req *r)
 {
 	struct vh_dev *d = q->dev;
-	const struct vring_packed_desc *ring = q->desc;
 	bool seen_write = false;
 	int e;
 
 	r->niov = 0;
-	for (unsigned i = 0; i < n; i++, pos = (uint16_t)(pos + 1u == q->num ? 0 : pos + 1)) {
+	for (unsigned i = 0; i < n; i++) {
 		struct vring_packed_desc dsc;
 
-		memcpy(&dsc, &ring[pos], sizeof(dsc));
+		pk_next(&src, &dsc);
 		if (dsc.flags & VRING_DESC_F_INDIRECT) {
 			const struct vring_packed_desc *tab = indirect_table(d, dsc.addr, dsc.len);
 
@@ -147,9 +172,76 @@ static int walk_packed(struct vh_vq *q, uint16_t pos, unsigned n, struct vh_req 
 	return 0;
 }
 
+/* ---- inflight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) -------------
+ * Each step below is ordered as vhost-user.rst's "Inflight I/O tracking"
+ * says, with a fence between steps, so that a back-end killed at any point
+ * leaves a region a restarted one can make consistent again (vh_vq_start). */
+
+/* store-store order (what a later reader of the region relies on) */
+#define IFL_STEP() __atomic_thread_fence(__ATOMIC_RELEASE)
+
+static void ifl_off(struct vh_vq *q, const char *why)
+{
+	vh_log(q->dev, 1, "queue %u: inflight region %s: not tracking in-flight requests",
+	       q->idx, why);
+	__atomic_store_n(&q->ifl, NULL, __ATOMIC_RELAXED);   /* (still mapped) */
+}
+
+/* Split ring: head @head received.  Under q->lock. */
+static void ifl_get_split(struct vh_vq *q, uint16_t head)
+{
+	struct vh_ifl_split *s = q->ifl;
+
+	s->desc[head].counter = q->ifl_counter++;
+	IFL_STEP();
+	s->desc[head].inflight = 1;
+}
+
+/* Packed ring: the @n descriptors at ring position @pos received, as
+ * buffer @r.  Under q->lock. */
+static void ifl_get_packed(struct vh_vq *q, uint16_t pos, unsigned n, struct vh_req *r)
+{
+	struct vh_ifl_packed *p = q->ifl;
+	const struct vring_packed_desc *ring = q->desc;
+	uint16_t h = p->old_free_head;
+
+	r->ifl_head = h;
+	for (unsigned i = 0; i < n; i++, pos = (uint16_t)(pos + 1u == q->num ? 0 : pos + 1)) {
+		uint16_t fh = p->free_head;
+		struct vh_ifl_packed_desc *e;
+
+		if (fh >= q->num || h >= q->num) {   /* more in flight than the ring holds */
+			ifl_off(q, "free list exhausted");
+			return;
+		}
+		e = &p->desc[fh];
+		if (i == 0) {
+			p->desc[h].num = 0;
+			p->desc[h].counter = q->ifl_counter++;
+			IFL_STEP();
+			p->desc[h].inflight = 1;
+		}
+		if (i == n - 1)
+			p->desc[h].last = fh;
+		p->desc[h].num++;
+		e->addr = ring[pos].addr;
+		e->len = ring[pos].len;
+		e->flags = ring[pos].flags;
+		e->id = ring[pos].id;
+		IFL_STEP();
+		p->free_head = e->next;
+		if (i == n - 1) {
+			IFL_STEP();
+			p->old_free_head = p->free_head;
+		}
+	}
+}
+
 /* Claim buffer slot @id for a popped chain.  NULL (logged) when it cannot be
- * tracked: out of range, or made available again while in flight. */
-static struct vh_req *claim(struct vh_vq *q, uint16_t id)
+ * tracked: out of range, or made available again while in flight.  @record:
+ * mark it in the inflight region (split: head @id; packed: the @n
+ * descriptors at ring position @pos). */
+static struct vh_req *claim(struct vh_vq *q, uint16_t id, bool record, uint16_t pos, unsigned n)
 {
 	struct vh_req *r;
 
@@ -166,6 +258,12 @@ static struct vh_req *claim(struct vh_vq *q, uint16_t id)
 	}
 	r->busy = true;
 	q->inflight++;
+	if (record && q->ifl) {
+		if (q->packed)
+			ifl_get_packed(q, pos, n, r);
+		else
+			ifl_get_split(q, id);
+	}
 	pthread_mutex_unlock(&q->lock);
 	r->vq = q;
 	r->head = id;
@@ -206,14 +304,14 @@ static struct vh_req *pop_packed(struct vh_vq *q)
 		q->last_avail = pos;
 		q->avail_wrap = wrap;
 		q->pass_budget = n < q->pass_budget ? q->pass_budget - n : 0;
-		r = claim(q, id);
+		r = claim(q, id, true, start, n);
 		if (!r) {   /* cannot be returned: skip it */
 			start = pos;
 			n = 0;
 			continue;
 		}
 		r->ndesc = (uint16_t)n;
-		r->chain_err = walk_packed(q, start, n, r);
+		r->chain_err = walk_packed(q, (struct pk_src){ .ring = ring, .at = start, .num = (uint16_t)q->num }, n, r);
 		return r;
 	}
 	return NULL;
@@ -229,7 +327,7 @@ static struct vh_req *pop_split(struct vh_vq *q)
 		struct vh_req *r;
 
 		q->last_avail++;
-		r = claim(q, head);   /* out of range: its id is not a valid slot */
+		r = claim(q, head, true, 0, 1);   /* out of range: its id is not a valid slot */
 		if (!r)
 			continue;
 		r->chain_err = walk_chain(q, head, r);
@@ -238,8 +336,45 @@ static struct vh_req *pop_split(struct vh_vq *q)
 	return NULL;
 }
 
+/* The next request left in flight by the previous back-end (already in the
+ * inflight region: not recorded again). */
+static struct vh_req *pop_resubmit(struct vh_vq *q)
+{
+	while (q->resub_pos < q->nresub) {
+		uint16_t e = q->resub[q->resub_pos++];
+		const struct vh_ifl_packed *p = __atomic_load_n(&q->ifl, __ATOMIC_RELAXED);
+		struct vh_req *r;
+
+		if (q->packed && !p) {   /* tracking turned off: the chains are lost */
+			q->resub_pos = q->nresub;
+			break;
+		}
+
+		if (!q->packed) {
+			r = claim(q, e, false, 0, 1);
+			if (r)
+				r->chain_err = walk_chain(q, e, r);
+		} else {
+			uint16_t last = p->desc[e].last, n = p->desc[e].num;
+
+			r = last < q->num ? claim(q, p->desc[last].id, false, 0, 0) : NULL;
+			if (r) {
+				r->ifl_head = e;
+				r->ndesc = n;
+				r->chain_err = walk_packed(q, (struct pk_src){ .ifl = p, .at = e,
+							   .num = (uint16_t)q->num }, n, r);
+			}
+		}
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
 static struct vh_req *pop(struct vh_vq *q)
 {
+	if (q->resub_pos < q->nresub)
+		return pop_resubmit(q);
 	return q->packed ? pop_packed(q) : pop_split(q);
 }
 
@@ -320,34 +455,82 @@ static void signal_call(struct vh_vq *q)
 			vh_log(q->dev, 1, "queue %u: call eventfd write failed", q->idx);
 }
 
+/* Supply used buffer @r (packed ring), the inflight region kept in step. */
+static void publish_packed(struct vh_vq *q, struct vh_req *r, uint32_t used_len)
+{
+	/* one used descriptor per chain, at the used position (only
+	 * descriptors already popped lie there), then skip the chain */
+	struct vring_packed_desc *e = (struct vring_packed_desc *)q->desc + q->used_idx;
+	struct vh_ifl_packed *p = q->ifl;
+	uint16_t h = r->ifl_head;
+	bool wrap = q->used_wrap;
+
+	q->used_idx = (uint16_t)(q->used_idx + r->ndesc);
+	if (q->used_idx >= q->num) {
+		q->used_idx = (uint16_t)(q->used_idx - q->num);
+		q->used_wrap = !q->used_wrap;
+		q->signalled_valid = false;   /* positions restart: call once */
+	}
+	uint16_t last = p ? p->desc[h].last : 0;
+
+	if (p && last >= q->num) {   /* the front-end wrote there */
+		ifl_off(q, "corrupted");
+		p = NULL;
+	}
+	if (p) {   /* its entries back on the free list, the new used position */
+		p->desc[last].next = p->free_head;
+		IFL_STEP();
+		p->free_head = h;
+		IFL_STEP();
+		p->used_idx = q->used_idx;
+		p->used_wrap_counter = q->used_wrap;
+		IFL_STEP();
+	}
+	e->id = r->head;
+	e->len = used_len;
+	__atomic_store_n(&e->flags, (uint16_t)(wrap ? PK_AVAIL | PK_USED : 0), __ATOMIC_RELEASE);
+	if (p) {
+		IFL_STEP();
+		p->desc[h].inflight = 0;
+		IFL_STEP();
+		p->old_free_head = p->free_head;
+		p->old_used_idx = p->used_idx;
+		p->old_used_wrap_counter = p->used_wrap_counter;
+	}
+}
+
+/* Supply used buffer @r (split ring), the inflight region kept in step. */
+static void publish_split(struct vh_vq *q, struct vh_req *r, uint32_t used_len)
+{
+	struct vring_used *u = q->used;
+	struct vring_used_elem *e = &u->ring[q->used_idx % q->num];
+	struct vh_ifl_split *s = q->ifl;
+
+	if (s) {   /* a batch of one: this head */
+		s->desc[r->head].next = s->last_batch_head;
+		s->last_batch_head = r->head;
+		IFL_STEP();
+	}
+	e->id = r->head;
+	e->len = used_len;
+	q->used_idx++;
+	__atomic_store_n(&u->idx, q->used_idx, __ATOMIC_RELEASE);
+	if (s) {
+		IFL_STEP();
+		s->desc[r->head].inflight = 0;
+		IFL_STEP();
+		s->used_idx = q->used_idx;
+	}
+}
+
 static void publish(struct vh_req *r, uint32_t used_len)
 {
 	struct vh_vq *q = r->vq;
-	struct vring_used *u = q->used;
 
-	if (q->packed) {
-		/* one used descriptor per chain, at the used position (only
-		 * descriptors already popped lie there), then skip the chain */
-		struct vring_packed_desc *e = (struct vring_packed_desc *)q->desc + q->used_idx;
-
-		e->id = r->head;
-		e->len = used_len;
-		__atomic_store_n(&e->flags, (uint16_t)(q->used_wrap ? PK_AVAIL | PK_USED : 0),
-				 __ATOMIC_RELEASE);
-		q->used_idx = (uint16_t)(q->used_idx + r->ndesc);
-		if (q->used_idx >= q->num) {
-			q->used_idx = (uint16_t)(q->used_idx - q->num);
-			q->used_wrap = !q->used_wrap;
-			q->signalled_valid = false;   /* positions restart: call once */
-		}
-	} else {
-		struct vring_used_elem *e = &u->ring[q->used_idx % q->num];
-
-		e->id = r->head;
-		e->len = used_len;
-		q->used_idx++;
-		__atomic_store_n(&u->idx, q->used_idx, __ATOMIC_RELEASE);
-	}
+	if (q->packed)
+		publish_packed(q, r, used_len);
+	else
+		publish_split(q, r, used_len);
 	r->busy = false;
 	if (--q->inflight == 0)
 		pthread_cond_broadcast(&q->idle);
@@ -693,6 +876,196 @@ static void *vq_main(void *arg)
 	return NULL;
 }
 
+/* ---- restart with an inflight region ---------------------------------------- */
+
+struct ifl_ent {
+	uint64_t counter;
+	uint16_t e;
+};
+
+static int ifl_cmp(const void *a, const void *b)
+{
+	const struct ifl_ent *x = a, *y = b;
+
+	return x->counter < y->counter ? -1 : x->counter > y->counter;
+}
+
+/* The @n entries of @v to resubmit, in fetch order; the counter continues
+ * after the last. */
+static void ifl_queue_resubmit(struct vh_vq *q, struct ifl_ent *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), ifl_cmp);
+	for (unsigned i = 0; i < n; i++)
+		q->resub[i] = v[i].e;
+	q->nresub = n;
+	q->resub_pos = 0;
+	q->ifl_counter = n ? v[n - 1].counter + 1 : 0;
+}
+
+static void ifl_init_split(struct vh_vq *q)
+{
+	struct vh_ifl_split *s = q->ifl;
+
+	memset(s->desc, 0, q->num * sizeof(s->desc[0]));
+	s->features = 0;
+	s->desc_num = (uint16_t)q->num;
+	s->last_batch_head = 0;
+	s->used_idx = q->used_idx;
+	IFL_STEP();
+	s->version = 1;
+}
+
+/* Split ring: finish a completion cut short, then resubmit the heads still
+ * marked, from the used index on.  \return 0, -EINVAL: region unusable. */
+static int ifl_start_split(struct vh_vq *q, struct ifl_ent *v)
+{
+	struct vh_ifl_split *s = q->ifl;
+	uint16_t idx = q->used_idx;
+	unsigned n = 0;
+
+	if (s->used_idx != idx) {   /* used index published, entries not cleared yet */
+		uint16_t batch = (uint16_t)(idx - s->used_idx), h = s->last_batch_head;
+
+		if (batch > q->num)
+			return -EINVAL;
+		for (unsigned i = 0; i < batch && h < q->num; i++, h = s->desc[h].next)
+			s->desc[h].inflight = 0;
+		IFL_STEP();
+		s->used_idx = idx;
+	}
+	for (unsigned i = 0; i < q->num; i++)
+		if (s->desc[i].inflight == 1)
+			v[n++] = (struct ifl_ent){ s->desc[i].counter, (uint16_t)i };
+	ifl_queue_resubmit(q, v, n);
+	/* every popped chain is either used or in flight */
+	q->last_avail = (uint16_t)(idx + n);
+	return 0;
+}
+
+static void ifl_init_packed(struct vh_vq *q)
+{
+	struct vh_ifl_packed *p = q->ifl;
+
+	memset(p->desc, 0, q->num * sizeof(p->desc[0]));
+	for (unsigned i = 0; i < q->num; i++)
+		p->desc[i].next = (uint16_t)(i + 1);
+	p->features = 0;
+	p->desc_num = (uint16_t)q->num;
+	p->free_head = p->old_free_head = 0;
+	p->used_idx = p->old_used_idx = q->used_idx;
+	p->used_wrap_counter = p->old_used_wrap_counter = q->used_wrap;
+	IFL_STEP();
+	p->version = 1;
+}
+
+/* Packed ring: commit a completion whose used descriptor was written, roll
+ * back anything else cut short, then resubmit the chains still marked; the
+ * ring positions are the region's (QEMU cannot tell a restarted back-end
+ * where a packed ring was).  \return 0, -EINVAL: region unusable. */
+static int ifl_start_packed(struct vh_vq *q, struct ifl_ent *v, uint8_t *mark)
+{
+	struct vh_ifl_packed *p = q->ifl;
+	const struct vring_packed_desc *ring = q->desc;
+	unsigned n = 0, ndesc = 0, num = q->num;
+	uint16_t h;
+
+	if (p->old_used_idx >= num || p->used_idx >= num || p->old_free_head > num)
+		return -EINVAL;
+	if (p->used_idx != p->old_used_idx || p->used_wrap_counter != p->old_used_wrap_counter) {
+		uint16_t f = ld16(&ring[p->old_used_idx].flags) & (PK_AVAIL | PK_USED);
+
+		if (f != (p->old_used_wrap_counter ? PK_AVAIL : PK_USED)) {   /* it was written */
+			p->old_free_head = p->free_head;
+			p->old_used_idx = p->used_idx;
+			p->old_used_wrap_counter = p->used_wrap_counter;
+			IFL_STEP();
+		}
+	}
+	p->free_head = p->old_free_head;
+	p->used_idx = p->old_used_idx;
+	p->used_wrap_counter = p->old_used_wrap_counter;
+	if (p->free_head > num)
+		return -EINVAL;
+	/* the free list: nothing on it is in flight (1: free, 2: in a chain) */
+	memset(mark, 0, num);
+	for (h = p->free_head; h < num; h = p->desc[h].next) {
+		if (mark[h])
+			return -EINVAL;
+		mark[h] = 1;
+		p->desc[h].inflight = 0;
+	}
+	for (unsigned i = 0; i < num; i++) {
+		const struct vh_ifl_packed_desc *e = &p->desc[i];
+		unsigned k;
+
+		if (mark[i] || e->inflight != 1)
+			continue;
+		if (!e->num || e->num > num - ndesc)
+			return -EINVAL;
+		for (k = 0, h = (uint16_t)i; ; k++, h = p->desc[h].next) {
+			if (h >= num || mark[h])
+				return -EINVAL;
+			mark[h] = 2;
+			if (k + 1 == e->num)
+				break;
+		}
+		if (h != e->last)
+			return -EINVAL;
+		ndesc += e->num;
+		v[n++] = (struct ifl_ent){ e->counter, (uint16_t)i };
+	}
+	ifl_queue_resubmit(q, v, n);
+	/* the chains in flight lie between the used and the avail positions */
+	q->used_idx = p->used_idx;
+	q->used_wrap = p->used_wrap_counter;
+	q->last_avail = (uint16_t)(q->used_idx + ndesc);
+	q->avail_wrap = q->used_wrap;
+	if (q->last_avail >= num) {
+		q->last_avail = (uint16_t)(q->last_avail - num);
+		q->avail_wrap = !q->avail_wrap;
+	}
+	return 0;
+}
+
+/* A queue starts with an inflight region: a new one is initialised from the
+ * ring's state; an initialised one is made consistent and what it has in
+ * flight is resubmitted first. */
+static int ifl_start(struct vh_vq *q)
+{
+	struct vh_ifl_split *hdr = q->ifl;   /* version, desc_num: same place in both */
+	struct ifl_ent *v = malloc(q->num * sizeof(*v));
+	uint8_t *mark = malloc(q->num);
+	int r = 0;
+
+	if (!v || !mark) {
+		r = -ENOMEM;
+	} else if (hdr->version != 1 || hdr->desc_num != q->num) {
+		if (hdr->version)
+			vh_log(q->dev, 1, "queue %u: inflight region version %u for %u entries: "
+			       "initialised again", q->idx, hdr->version, hdr->desc_num);
+		if (q->packed)
+			ifl_init_packed(q);
+		else
+			ifl_init_split(q);
+	} else if ((r = q->packed ? ifl_start_packed(q, v, mark) : ifl_start_split(q, v)) != 0) {
+		vh_log(q->dev, 1, "queue %u: inflight region inconsistent: initialised again", q->idx);
+		q->nresub = 0;
+		if (q->packed)
+			ifl_init_packed(q);
+		else
+			ifl_init_split(q);
+		r = 0;
+	} else {
+		vh_log(q->dev, 2, "queue %u: inflight region: resubmitting %u request(s) left in "
+		       "flight; avail position %u%s, used %u%s", q->idx, q->nresub, q->last_avail,
+		       q->packed ? (q->avail_wrap ? " (lap 1)" : " (lap 0)") : "", q->used_idx,
+		       q->packed ? (q->used_wrap ? " (lap 1)" : " (lap 0)") : "");
+	}
+	free(v);
+	free(mark);
+	return r;
+}
+
 int vh_vq_start(struct vh_vq *q)
 {
 	int r;
@@ -701,13 +1074,16 @@ int vh_vq_start(struct vh_vq *q)
 		return 0;
 	if (!q->reqs)
 		return -EINVAL;
+	if (!q->packed)
+		q->used_idx = __atomic_load_n(&((struct vring_used *)q->used)->idx, __ATOMIC_ACQUIRE);
+	q->nresub = q->resub_pos = 0;
+	if (q->ifl && (r = ifl_start(q)) != 0)
+		return r;
+	if (q->packed && (q->last_avail >= q->num || q->used_idx >= q->num))
+		return -EINVAL;   /* a base outside the ring */
 	q->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (q->stop_fd < 0)
 		return -errno;
-	if (!q->packed)
-		q->used_idx = __atomic_load_n(&((struct vring_used *)q->used)->idx, __ATOMIC_ACQUIRE);
-	else if (q->last_avail >= q->num || q->used_idx >= q->num)
-		return -EINVAL;   /* a base outside the ring */
 	q->inflight = 0;
 	q->broken = false;
 	q->stopping = false;
@@ -758,4 +1134,6 @@ void vh_vq_reset(struct vh_vq *q)
 	q->last_avail = q->used_idx = 0;
 	q->avail_wrap = q->used_wrap = true;   /* a packed ring starts in lap 1 */
 	q->desc = q->avail = q->used = NULL;
+	q->ifl = NULL;
+	q->nresub = q->resub_pos = 0;
 }

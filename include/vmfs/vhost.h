@@ -136,6 +136,10 @@ void vhost_blk_get_stats(struct vhost_blk *b, struct vhost_blk_stats *st);
  *  (a connection would be dropped). */
 int vhost_blk_feed_msg(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
 		       int nfds, uint8_t *reply, size_t *replylen);
+/** Same; a file descriptor the reply carries (GET_INFLIGHT_FD) is returned
+ *  in *@reply_fd (-1 when none; the caller closes it). */
+int vhost_blk_feed_msg_fd(struct vhost_blk *b, const uint8_t *msg, size_t len, const int *fds,
+			  int nfds, uint8_t *reply, size_t *replylen, int *reply_fd);
 /** A backend for vhost_blk_feed_msg (no socket, no threads until rings start). */
 int vhost_blk_create_detached(const struct vhost_blk_opts *o, struct vhost_blk **out);
 

@@ -2,7 +2,8 @@
  * input is a stream of messages fed to a detached backend (no socket):
  *   [sel:1][header:12][payload:header.size]...
  * sel's low 4 bits ask for that many file descriptors (memfd of guest
- * memory for SET_MEM_TABLE, an eventfd otherwise).  An input starting with
+ * memory for SET_MEM_TABLE and SET_INFLIGHT_FD - an inflight buffer over
+ * the fuzzer's rings -, an eventfd otherwise).  An input starting with
  * 'M' first fills the first 4 KiB of guest memory from the next bytes, so
  * rings and descriptors the fuzzer builds are processed by a started queue
  * (a kick is sent after each SET_VRING_KICK).  Every input ends with
@@ -84,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (nfds > 8)
 			nfds = 8;
 		for (int i = 0; i < nfds; i++)
-			fds[i] = h[0] == 5 ? memfd : evfd;
+			fds[i] = h[0] == 5 || h[0] == 32 ? memfd : evfd;
 		size_t rl = sizeof(rep);
 
 		vhost_blk_feed_msg(b, data + 1, len, fds, nfds, rep, &rl);
