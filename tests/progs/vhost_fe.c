@@ -4,11 +4,13 @@
  * it, negotiates with the back-end over its socket and pushes virtio-blk
  * requests at a chosen queue depth, checking status bytes and data.
  *
- *   vhost_fe [-q QUEUES] [-n QSIZE] [-m MEM_MIB] [-P] [-s SPIN_US] SOCKET CMD ARGS...
+ *   vhost_fe [-q QUEUES] [-n QSIZE] [-m MEM_MIB] [-P] [-I] [-s SPIN_US] SOCKET CMD ARGS...
  *     -s  before sleeping on a call, watch the used rings for up to SPIN_US
  *         (a guest that polls before it halts; calls stay enabled)
  *     -P  packed virtqueues (VIRTIO_F_RING_PACKED); not with malformed or
  *         reconnect (split-ring specific)
+ *     -I  inflight tracking as QEMU asks for it (INFLIGHT_SHMFD:
+ *         GET_INFLIGHT_FD, SET_INFLIGHT_FD with the buffer it returned)
  *     info                          features, config space, serial
  *     write OFF FILE                write FILE at byte OFF (sector aligned)
  *     read OFF LEN FILE             read into FILE
@@ -69,7 +71,8 @@ enum {
 	GET_FEATURES = 1, SET_FEATURES = 2, SET_OWNER = 3, SET_MEM_TABLE = 5, SET_VRING_NUM = 8,
 	SET_VRING_ADDR = 9, SET_VRING_BASE = 10, GET_VRING_BASE = 11, SET_VRING_KICK = 12,
 	SET_VRING_CALL = 13, GET_PROTOCOL_FEATURES = 15, SET_PROTOCOL_FEATURES = 16,
-	GET_QUEUE_NUM = 17, SET_VRING_ENABLE = 18, GET_CONFIG = 24,
+	GET_QUEUE_NUM = 17, SET_VRING_ENABLE = 18, GET_CONFIG = 24, GET_INFLIGHT_FD = 31,
+	SET_INFLIGHT_FD = 32,
 };
 
 struct hdr {
@@ -113,7 +116,7 @@ static uint8_t *mem;
 static size_t mem_size;
 static int memfd;
 static unsigned nq = 1, qsize = 256;
-static bool packed;
+static bool packed, inflight;
 static struct vq vqs[MAXQ];
 static struct virtio_blk_config cfg;
 static uint64_t features;
@@ -265,6 +268,37 @@ static int start_queue(unsigned i, uint32_t base)
 }
 
 /* Negotiate and start every queue; the rings' bases are their avail_idx. */
+/* GET_INFLIGHT_FD (the reply carries the buffer's fd), then hand it back
+ * with SET_INFLIGHT_FD, as QEMU does before it starts the rings. */
+static int inflight_fd(void)
+{
+	struct { uint64_t size, off; uint16_t nq, qs; uint32_t pad; } m = { 0, 0, (uint16_t)nq, (uint16_t)qsize, 0 };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} cm;
+	struct hdr h;
+	struct iovec iov = { &h, sizeof(h) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
+			     .msg_controllen = sizeof(cm.b) };
+	struct cmsghdr *c;
+	int fd = -1, r;
+
+	if ((r = send_msg(GET_INFLIGHT_FD, 0, &m, sizeof(m), NULL, 0)))
+		return r;
+	if (recvmsg(sock, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != sizeof(h) || h.req != GET_INFLIGHT_FD ||
+	    h.size != sizeof(m) || recv(sock, &m, sizeof(m), MSG_WAITALL) != sizeof(m))
+		die(3, "bad reply to GET_INFLIGHT_FD");
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (fd < 0 || !m.size)
+		die(3, "GET_INFLIGHT_FD: no buffer");
+	r = set_acked(SET_INFLIGHT_FD, &m, sizeof(m), &fd, 1);
+	close(fd);   /* the back-end mapped it */
+	return r;
+}
+
 static int setup(void)
 {
 	uint64_t pf, qn;
@@ -285,7 +319,9 @@ static int setup(void)
 	features &= want;
 	if ((r = set_u64(SET_FEATURES, features)) || (r = get_u64(GET_PROTOCOL_FEATURES, &pf)))
 		return r;
-	pf &= 1u << 0 | 1u << 3 | 1u << 9;
+	if (inflight && !(pf & 1u << 12))
+		die(3, "back-end lacks INFLIGHT_SHMFD");
+	pf &= 1u << 0 | 1u << 3 | 1u << 9 | (inflight ? 1u << 12 : 0);
 	if (!(pf & 1u << 3) || !(pf & 1u << 9))
 		die(3, "back-end lacks REPLY_ACK or CONFIG");
 	if ((r = set_u64(SET_PROTOCOL_FEATURES, pf)) || (r = get_u64(GET_QUEUE_NUM, &qn)) ||
@@ -293,6 +329,8 @@ static int setup(void)
 		return r;
 	if (qn < nq)
 		die(3, "back-end has %" PRIu64 " queues, %u asked", qn, nq);
+	if (inflight && (r = inflight_fd()))
+		return r;
 	/* the virtio 1.1 layout (60 bytes): what QEMU 7.2's back-ends answer */
 	const uint32_t clen = offsetof(struct virtio_blk_config, unused1) + 3;
 	struct { uint32_t off, size, flags; uint8_t p[sizeof(cfg)]; } c = { 0, clen, 0, { 0 } };
@@ -1379,8 +1417,9 @@ int main(int argc, char **argv)
 	size_t mib = 64;
 	int c;
 
-	while ((c = getopt(argc, argv, "q:n:m:Ps:")) != -1) {
+	while ((c = getopt(argc, argv, "q:n:m:PIs:")) != -1) {
 		switch (c) {
+		case 'I': inflight = true; break;
 		case 's': spin_ns = strtoull(optarg, NULL, 0) * 1000; break;
 		case 'P': packed = true; break;
 		case 'q': nq = (unsigned)atoi(optarg); break;
