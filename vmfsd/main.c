@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
 				       { .fd = d.listen_fd, .events = POLLIN } };
 
-		if (poll(p, 2, -1) < 0) {
+		if (poll(p, 2, vmfsd_vhost_timeout_ms(&d)) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_err("poll: %s", strerror(errno));
@@ -208,6 +208,7 @@ int main(int argc, char **argv)
 			if (c >= 0)
 				vmfsd_mgmt_serve(&d, c);
 		}
+		vmfsd_vhost_retry(&d);
 	}
 	rc = 0;
 out:

@@ -19,6 +19,7 @@
 
 #include "vmfs/host.h"
 #include "vmfs/thinprov.h"
+#include "vmfs/util.h"
 #include "vmfs/vhost.h"
 #include "vmfsd.h"
 
@@ -33,10 +34,23 @@ struct vexport {
 	struct vhost_blk *blk;
 };
 
+/* A remembered export whose disk another live host (or this host's own
+ * killed instance, until its heartbeat expires) still holds: retried. */
+struct vpending {
+	char *spec;
+	bool persist;
+	char why[512];
+};
+
 struct vhost_srv {
 	struct vexport ex[VMFSD_MAX_VDISKS];
 	int n;
+	struct vpending pend[VMFSD_MAX_VDISKS];
+	int npend;
+	double next_retry;       /* vmfsd_now() of the next retry */
 };
+
+#define RETRY_S 1.0
 
 /* @ctx: the export's socket path (heap: the export struct itself is copied
  * into the table after the back-end starts, so it cannot be the context) */
@@ -312,11 +326,70 @@ int vmfsd_vhost_start(struct vmfsd *d)
 	if (r)
 		log_err("vhost: config store: %s", strerror(-r));
 	for (int i = 0; i < c.n; i++) {
-		if (c.v[i] && add(d, c.v[i], d->cfg.nvdisks > 0, err, sizeof(err)))
+		struct vhost_srv *s = d->vhost;
+
+		if (!c.v[i])
+			continue;
+		r = add(d, c.v[i], d->cfg.nvdisks > 0, err, sizeof(err));
+		if (r == -EBUSY && s->npend < VMFSD_MAX_VDISKS) {
+			/* locked by a live holder: it may be our own previous
+			 * instance, killed, whose lock is ours to reclaim once its
+			 * heartbeat expires; or another host that lets it go */
+			struct vpending *p = &s->pend[s->npend++];
+
+			p->spec = c.v[i];
+			p->persist = d->cfg.nvdisks > 0;
+			snprintf(p->why, sizeof(p->why), "%s", err);
+			s->next_retry = vmfsd_now() + RETRY_S;
+			log_warn("vhost: export %s: %s; retrying every %.0f s", c.v[i], err, RETRY_S);
+			continue;
+		}
+		if (r)
 			log_err("vhost: export %s: %s", c.v[i], err);
 		free(c.v[i]);
 	}
 	return 0;   /* a disk that cannot be exported does not stop the host */
+}
+
+static void pend_drop(struct vhost_srv *s, int i)
+{
+	free(s->pend[i].spec);
+	s->pend[i] = s->pend[--s->npend];
+	memset(&s->pend[s->npend], 0, sizeof(s->pend[s->npend]));
+}
+
+int vmfsd_vhost_timeout_ms(struct vmfsd *d)
+{
+	struct vhost_srv *s = d->vhost;
+	double left;
+
+	if (!s || !s->npend)
+		return -1;
+	left = s->next_retry - vmfsd_now();
+	return left > 0 ? (int)(left * 1000) + 1 : 0;
+}
+
+void vmfsd_vhost_retry(struct vmfsd *d)
+{
+	struct vhost_srv *s = d->vhost;
+	char err[512];
+
+	if (!s || !s->npend || vmfsd_now() < s->next_retry)
+		return;
+	for (int i = 0; i < s->npend;) {
+		struct vpending *p = &s->pend[i];
+		int r = add(d, p->spec, p->persist, err, sizeof(err));
+
+		if (r == -EBUSY) {
+			snprintf(p->why, sizeof(p->why), "%s", err);
+			i++;
+			continue;
+		}
+		if (r)
+			log_err("vhost: export %s: %s; not retried", p->spec, err);
+		pend_drop(s, i);
+	}
+	s->next_retry = vmfsd_now() + RETRY_S;
 }
 
 void vmfsd_vhost_stop(struct vmfsd *d)
@@ -325,6 +398,8 @@ void vmfsd_vhost_stop(struct vmfsd *d)
 		return;
 	for (int i = 0; i < d->vhost->n; i++)
 		stop_export(&d->vhost->ex[i]);
+	while (d->vhost->npend)
+		pend_drop(d->vhost, 0);
 	free(d->vhost);
 	d->vhost = NULL;
 }
@@ -355,9 +430,29 @@ static void list(struct vhost_srv *s, FILE *f, bool json)
 				(unsigned long long)st.requests, (unsigned long long)st.async,
 				(unsigned long long)st.errors);
 	}
+	for (int i = 0; i < s->npend; i++) {
+		const struct vpending *p = &s->pend[i];
+		int sl = (int)strcspn(p->spec, ",");
+		const char *pp = p->spec + sl + (p->spec[sl] != 0);
+		char sock[1100], path[1100];
+
+		snprintf(sock, sizeof(sock), "%.*s", sl, p->spec);
+		snprintf(path, sizeof(path), "%.*s", (int)strcspn(pp, ","), pp);
+		if (json) {
+			fprintf(f, "%s{\"socket\": ", s->n || i ? ", " : "");
+			vmfs_json_str(f, sock);
+			fprintf(f, ", \"path\": ");
+			vmfs_json_str(f, path);
+			fprintf(f, ", \"waiting\": ");
+			vmfs_json_str(f, p->why);
+			fprintf(f, "}");
+		} else {
+			fprintf(f, "%s\t%s\twaiting (retried every %.0f s): %s\n", sock, path, RETRY_S, p->why);
+		}
+	}
 	if (json)
 		fprintf(f, "]\n");
-	else if (!s->n)
+	else if (!s->n && !s->npend)
 		fprintf(f, "no vhost-user-blk exports\n");
 }
 
@@ -393,6 +488,21 @@ void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 			stop_export(e);
 			s->ex[i] = s->ex[--s->n];
 			memset(&s->ex[s->n], 0, sizeof(s->ex[s->n]));
+			vmfsd_reply(f, json, true, "unexported");
+			return;
+		}
+		for (int i = 0; i < s->npend; i++) {
+			const char *sp = s->pend[i].spec;
+			size_t sl = strcspn(sp, ",");
+			const char *pp = sp + sl + (sp[sl] != 0);
+			size_t pl = strcspn(pp, ",");
+
+			if ((strncmp(sp, argv[1], sl) || argv[1][sl]) && (strncmp(pp, argv[1], pl) || argv[1][pl]))
+				continue;   /* neither its SOCKET nor its DISK */
+			snprintf(key, sizeof(key), "vhost/export/%.*s", (int)sl, sp);
+			vstore_del(d->store, key);
+			log_info("vhost: %.*s no longer waits to serve %.*s", (int)sl, sp, (int)pl, pp);
+			pend_drop(s, i);
 			vmfsd_reply(f, json, true, "unexported");
 			return;
 		}

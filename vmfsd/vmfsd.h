@@ -103,6 +103,10 @@ void vmfsd_nfs_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
 /* vhost-user-blk exports (vhost_glue.c): `vdisk list|export|unexport`. */
 int vmfsd_vhost_start(struct vmfsd *d);
 void vmfsd_vhost_stop(struct vmfsd *d);
+/* Exports that wait for a disk's lock: poll timeout until the next retry
+ * (-1: none waits), and the retry itself (does nothing before it is due). */
+int vmfsd_vhost_timeout_ms(struct vmfsd *d);
+void vmfsd_vhost_retry(struct vmfsd *d);
 void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv);
 
 #endif

@@ -4,6 +4,7 @@ backing file / the datastore file, malformed requests and out-of-range
 addresses refused with the right status, queue stop/restart, a killed and
 restarted back-end reconnected, vmfsd exports under the cluster lock (a
 second host is refused), thin-disk allocation matching what was written."""
+import json
 import os
 import re
 import signal
@@ -463,3 +464,40 @@ def test_vmfsd_fully_written_thin_disk_stays_thin(tmp_path):
     assert fs_read(img, "/f-flat.vmdk", MiB, MiB) == bytes(MiB)
     vmfsck_clean(img)
 
+
+
+def test_vmfsd_export_waits_for_a_held_disk(tmp_path):
+    """An export whose disk another live host holds is not dropped: it waits
+    (`vdisk list` says so, with the holder), is retried every second, and
+    serves as soon as the holder lets the disk go; it can be unexported
+    while it waits."""
+    img = mkvol(tmp_path)
+    for d in ("d", "e"):
+        run([bin_path("vmkfstools"), "--volume", img, "-c", "8m", "-d", "thin", f"/{d}.vmdk"])
+    sa, sb, sc = (str(tmp_path / f"{n}.sock") for n in ("a", "b", "c"))
+    a = Vmfsd(tmp_path, img, "a", "--vhost-user-blk", f"{sa},/d.vmdk", "--vhost-user-blk", f"{sc},/e.vmdk")
+    b = None
+    try:
+        wait_path(sa, a.p)
+        b = Vmfsd(tmp_path, img, "b", "--vhost-user-blk", f"{sb},/d.vmdk", "--vhost-user-blk", f"{sc}2,/e.vmdk")
+        lst = b.ctl("vdisk", "list").stdout
+        line = [l for l in lst.splitlines() if l.startswith(sb + "\t")]
+        assert line and "waiting" in line[0] and "locked by the host in heartbeat slot" in line[0], lst
+        js = json.loads(b.ctl("--json", "vdisk", "list").stdout)
+        assert {e["socket"] for e in js if "waiting" in e} == {sb, sc + "2"}, js
+        assert not os.path.exists(sb)
+        # one of them is unexported while it waits: it is never served, even once free
+        assert b.ctl("vdisk", "unexport", "/e.vmdk").stdout.strip() == "unexported"
+        assert a.ctl("vdisk", "unexport", sa).stdout.strip() == "unexported"   # A lets /d go
+        assert a.ctl("vdisk", "unexport", sc).stdout.strip() == "unexported"   # and /e
+        wait_path(sb, b.p, timeout=10)
+        info = dict(l.split(" ", 1) for l in fe(sb, "info").stdout.splitlines())
+        assert int(info["capacity"]) == 8 * MiB // 512
+        time.sleep(1.5)                          # a retry round after /e became free
+        lst = b.ctl("vdisk", "list").stdout
+        assert "waiting" not in lst and sc not in lst and not os.path.exists(sc + "2"), lst
+        assert "retrying every 1 s" in (tmp_path / "b.log").read_text()
+    finally:
+        if b:
+            b.stop()
+        a.stop()

@@ -135,16 +135,19 @@ def test_qemu_guest_on_vmfsd_vhost_user_blk(tmp_path, ring, kill):
             d = Vmfsd(tmp_path, img, "h", "--direct", "on")
             if kill:
                 # the killed instance's heartbeat slot keeps its file lock
-                # until the new one reclaims it as a dead host's: export
-                # again until the lock is ours
-                end = time.time() + 40
+                # until the new one reclaims it as a dead host's: the
+                # remembered export waits, retried every second, and serves
+                # once the lock is ours
+                end, lst = time.time() + 40, ""
                 while time.time() < end:
-                    lst = d.ctl("vdisk", "list", check=False)   # (the old socket file: may not be up yet)
-                    if lst.returncode == 0 and sock + "\t" in lst.stdout:
+                    # (check=False: the killed instance's management socket
+                    # file is there before the new one listens on it)
+                    lst = d.ctl("vdisk", "list", check=False).stdout
+                    if any(l.startswith(sock + "\t") and "waiting" not in l for l in lst.splitlines()):
                         break
-                    if lst.returncode == 0:
-                        d.ctl("vdisk", "export", "/g.vmdk", sock, "num-queues=1", check=False)
                     time.sleep(0.5)
+                else:
+                    raise AssertionError(f"the export did not come back: {lst}")
             restarted.append(True)
 
     try:
