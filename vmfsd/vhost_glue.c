@@ -37,7 +37,7 @@ struct vexport {
 /* A remembered export whose disk another live host (or this host's own
  * killed instance, until its heartbeat expires) still holds: retried. */
 struct vpending {
-	char *spec;
+	struct vexport e;        /* parsed: spec, socket, path (not started) */
 	bool persist;
 	char why[512];
 };
@@ -335,17 +335,19 @@ int vmfsd_vhost_start(struct vmfsd *d)
 			/* locked by a live holder: it may be our own previous
 			 * instance, killed, whose lock is ours to reclaim once its
 			 * heartbeat expires; or another host that lets it go */
-			struct vpending *p = &s->pend[s->npend++];
+			struct vpending *p = &s->pend[s->npend];
+			char perr[512];
 
-			p->spec = c.v[i];
-			p->persist = d->cfg.nvdisks > 0;
-			snprintf(p->why, sizeof(p->why), "%s", err);
-			s->next_retry = vmfsd_now() + RETRY_S;
-			log_warn("vhost: export %s: %s; retrying every %.0f s", c.v[i], err, RETRY_S);
-			continue;
-		}
-		if (r)
+			if (parse_spec(c.v[i], &p->e, perr, sizeof(perr)) == 0) {
+				s->npend++;
+				p->persist = d->cfg.nvdisks > 0;
+				snprintf(p->why, sizeof(p->why), "%s", err);
+				s->next_retry = vmfsd_now() + RETRY_S;
+				log_warn("vhost: export %s: %s; retrying every %.0f s", c.v[i], err, RETRY_S);
+			}
+		} else if (r) {
 			log_err("vhost: export %s: %s", c.v[i], err);
+		}
 		free(c.v[i]);
 	}
 	return 0;   /* a disk that cannot be exported does not stop the host */
@@ -353,7 +355,7 @@ int vmfsd_vhost_start(struct vmfsd *d)
 
 static void pend_drop(struct vhost_srv *s, int i)
 {
-	free(s->pend[i].spec);
+	ex_free(&s->pend[i].e);
 	s->pend[i] = s->pend[--s->npend];
 	memset(&s->pend[s->npend], 0, sizeof(s->pend[s->npend]));
 }
@@ -378,7 +380,7 @@ void vmfsd_vhost_retry(struct vmfsd *d)
 		return;
 	for (int i = 0; i < s->npend;) {
 		struct vpending *p = &s->pend[i];
-		int r = add(d, p->spec, p->persist, err, sizeof(err));
+		int r = add(d, p->e.spec, p->persist, err, sizeof(err));
 
 		if (r == -EBUSY) {
 			snprintf(p->why, sizeof(p->why), "%s", err);
@@ -386,7 +388,7 @@ void vmfsd_vhost_retry(struct vmfsd *d)
 			continue;
 		}
 		if (r)
-			log_err("vhost: export %s: %s; not retried", p->spec, err);
+			log_err("vhost: export %s: %s; not retried", p->e.spec, err);
 		pend_drop(s, i);
 	}
 	s->next_retry = vmfsd_now() + RETRY_S;
@@ -432,28 +434,30 @@ static void list(struct vhost_srv *s, FILE *f, bool json)
 	}
 	for (int i = 0; i < s->npend; i++) {
 		const struct vpending *p = &s->pend[i];
-		int sl = (int)strcspn(p->spec, ",");
-		const char *pp = p->spec + sl + (p->spec[sl] != 0);
-		char sock[1100], path[1100];
 
-		snprintf(sock, sizeof(sock), "%.*s", sl, p->spec);
-		snprintf(path, sizeof(path), "%.*s", (int)strcspn(pp, ","), pp);
 		if (json) {
 			fprintf(f, "%s{\"socket\": ", s->n || i ? ", " : "");
-			vmfs_json_str(f, sock);
+			vmfs_json_str(f, p->e.socket);
 			fprintf(f, ", \"path\": ");
-			vmfs_json_str(f, path);
+			vmfs_json_str(f, p->e.path);
 			fprintf(f, ", \"waiting\": ");
 			vmfs_json_str(f, p->why);
 			fprintf(f, "}");
 		} else {
-			fprintf(f, "%s\t%s\twaiting (retried every %.0f s): %s\n", sock, path, RETRY_S, p->why);
+			fprintf(f, "%s\t%s\twaiting (retried every %.0f s): %s\n", p->e.socket, p->e.path,
+				RETRY_S, p->why);
 		}
 	}
 	if (json)
 		fprintf(f, "]\n");
 	else if (!s->n && !s->npend)
 		fprintf(f, "no vhost-user-blk exports\n");
+}
+
+/* Does @what name the export: its SOCKET or its DISK as given? */
+static bool names(const struct vexport *e, const char *what)
+{
+	return !strcmp(e->socket, what) || !strcmp(e->path, what);
 }
 
 void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv)
@@ -480,7 +484,7 @@ void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 		for (int i = 0; i < s->n; i++) {
 			struct vexport *e = &s->ex[i];
 
-			if (strcmp(e->socket, argv[1]) && strcmp(e->path, argv[1]))
+			if (!names(e, argv[1]))
 				continue;
 			snprintf(key, sizeof(key), "vhost/export/%.1000s", e->socket);
 			vstore_del(d->store, key);
@@ -492,16 +496,13 @@ void vmfsd_vhost_mgmt(struct vmfsd *d, FILE *f, bool json, int argc, char **argv
 			return;
 		}
 		for (int i = 0; i < s->npend; i++) {
-			const char *sp = s->pend[i].spec;
-			size_t sl = strcspn(sp, ",");
-			const char *pp = sp + sl + (sp[sl] != 0);
-			size_t pl = strcspn(pp, ",");
+			struct vexport *e = &s->pend[i].e;
 
-			if ((strncmp(sp, argv[1], sl) || argv[1][sl]) && (strncmp(pp, argv[1], pl) || argv[1][pl]))
-				continue;   /* neither its SOCKET nor its DISK */
-			snprintf(key, sizeof(key), "vhost/export/%.*s", (int)sl, sp);
+			if (!names(e, argv[1]))
+				continue;
+			snprintf(key, sizeof(key), "vhost/export/%.1000s", e->socket);
 			vstore_del(d->store, key);
-			log_info("vhost: %.*s no longer waits to serve %.*s", (int)sl, sp, (int)pl, pp);
+			log_info("vhost: %s no longer waits to serve %s", e->socket, e->path);
 			pend_drop(s, i);
 			vmfsd_reply(f, json, true, "unexported");
 			return;
